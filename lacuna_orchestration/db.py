@@ -1,0 +1,78 @@
+"""Engines for the one store behind everything: SQLite in development, PostgreSQL in production.
+
+Both the catalog and the audit chain live here, on one ``MetaData`` so one ``create_all`` (or one
+Alembic migration) makes the whole schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from lacuna_orchestration.errors import StoreError
+
+metadata = MetaData()
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (fast COPY); other drivers stay as named."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine ready for concurrent appends; create the SQLite folder if needed."""
+    url = normalize_url(url)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"timeout": 30, "check_same_thread": False}
+    elif schema:
+        connect_args = {"options": f"-csearch_path={schema}"}
+    try:
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise StoreError(f"cannot use database URL {url!r}: {err}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLAlchemy's pysqlite driver opens transactions lazily; take the write lock at BEGIN
+        # so concurrent appenders serialise instead of failing on lock upgrade.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    elif schema:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN IMMEDIATE
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def check_connection(engine: Engine) -> None:
+    """Fail with one line naming the database when it cannot be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        raise StoreError(
+            f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from None

@@ -1,0 +1,476 @@
+"""The facade every integration calls: ingest an event, answer a gate question, record lineage.
+
+One ``Governor`` owns the store (catalog + audit chain + exceptions), the classifier cascade, the
+policy decider and the in-memory lineage graph. Its methods are thread-safe; separate processes
+share state through the store.
+
+>>> gov = Governor.open(database_url="sqlite:///:memory:")          # doctest: +SKIP
+>>> result = gov.ingest(event)                                      # doctest: +SKIP
+>>> [d.allow for d in result.decisions]                             # doctest: +SKIP
+[False]
+
+The path of one event: parse & validate → catalog (graph + columns) → classify new columns →
+propagate from the changed nodes → decide each output with the policies → audit, committed
+before ``ingest`` returns (an acknowledged record is durable).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from lacuna_orchestration.audit.store import AuditStore
+from lacuna_orchestration.audit.verify import VerifyReport, verify
+from lacuna_orchestration.catalog import CatalogStore
+from lacuna_orchestration.classify.pipeline import CascadeClassifier, ColumnContext
+from lacuna_orchestration.db import check_connection, make_engine
+from lacuna_orchestration.errors import LacunaError, NotFound, ValidationError
+from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
+from lacuna_orchestration.lineage.graph import DatasetNode, LineageGraph
+from lacuna_orchestration.lineage.openlineage import DatasetSnapshot, LineageEvent, parse_event
+from lacuna_orchestration.model import (
+    AuditRecord,
+    Classification,
+    DatasetRef,
+    Decision,
+    Evidence,
+    Layer,
+    Operation,
+    OperationKind,
+    Tier,
+    normalize_tags,
+    utcnow,
+)
+from lacuna_orchestration.policy.decide import PolicyDecider, allow_under_exception, build_input
+from lacuna_orchestration.policy.engine import create_engine as create_policy_engine
+from lacuna_orchestration.policy.exceptions import ExceptionRegistry, PolicyException
+from lacuna_orchestration.settings import Settings
+
+__all__ = ["Governor", "IngestResult"]
+
+DECIDED_CACHE = 4096
+GATED_STATES = frozenset({"START", "RUNNING", "COMPLETE", "OTHER"})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one ingested event did."""
+
+    event: LineageEvent
+    decisions: tuple[Decision, ...] = ()
+    reclassified: tuple[str, ...] = ()
+    audit: tuple[AuditRecord, ...] = field(default=(), repr=False)
+
+    @property
+    def allowed(self) -> bool:
+        return all(d.allow for d in self.decisions)
+
+    @property
+    def denials(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if not d.allow)
+
+
+class Governor:
+    """Lacuna's core, in process."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        classifier: CascadeClassifier | None = None,
+        decider: PolicyDecider | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.clock = clock
+        s = self.settings
+        self.engine = make_engine(s.database_url, schema=s.database_schema)
+        check_connection(self.engine)
+        self.catalog = CatalogStore(self.engine, s.tenant)
+        self.audit = AuditStore(self.engine, s.tenant)
+        self.exceptions = ExceptionRegistry(self.engine)
+        for store in (self.catalog, self.audit, self.exceptions):
+            store.create_schema()
+        self.classifier = classifier or CascadeClassifier.from_settings(s)
+        self.decider = decider or _fail_closed_decider(s)
+        self.graph = self.catalog.load(LineageGraph())
+        self._lock = threading.RLock()
+        self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
+
+    @classmethod
+    def open(cls, config_file: str | None = None, **overrides: Any) -> Governor:
+        """A governor from the standard settings order (file, env, then ``overrides``)."""
+        return cls(Settings.load(config_file, **overrides))
+
+    def close(self) -> None:
+        close = getattr(self.decider.engine, "close", None)
+        if close:
+            close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Governor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest(self, event: Any, *, via: str = "api", actor: str | None = None) -> IngestResult:
+        """Take one OpenLineage event (dict, JSON text or openlineage-python object).
+
+        Raises ``IngestError`` for an invalid event (nothing is written) and ``StoreError``
+        when the store cannot be written (nothing is acknowledged).
+        """
+        parsed = parse_event(event)
+        with self._lock:
+            touched = self._apply(parsed)
+            updated = self.graph.propagate(touched)
+            decisions = self._decide_outputs(parsed)
+            who = actor or parsed.user or self.settings.user
+            records = [
+                AuditRecord(
+                    actor=who,
+                    action="lineage.ingest",
+                    resource=parsed.job or (parsed.outputs[0].ref.key if parsed.outputs else ""),
+                    reason=f"{parsed.kind} event {parsed.event_type}".strip(),
+                    via=via,
+                    run_id=parsed.run_id,
+                    details={
+                        "producer": parsed.producer,
+                        "operation": parsed.operation.value,
+                        "inputs": [d.ref.key for d in parsed.inputs],
+                        "outputs": [d.ref.key for d in parsed.outputs],
+                        "reclassified": {
+                            k: self.graph.node(k).effective.describe() for k in updated
+                        },
+                    },
+                    tenant=self.settings.tenant,
+                )
+            ]
+            fresh = [d for d, new in decisions if new]
+            records += [
+                self._decision_record(d, who, via, parsed.run_id, "policy.decision")
+                for d in fresh
+            ]
+            keys = set(touched) | set(updated)
+            self.catalog.save(
+                (self.graph.node(k) for k in keys),
+                (e for e in self.graph.edges() if e[1] in keys),
+            )
+            self.catalog.save_decisions(fresh, parsed.run_id)
+            written = self.audit.append_many(records)
+        return IngestResult(parsed, tuple(d for d, _ in decisions), tuple(updated),
+                            tuple(written))
+
+    def _apply(self, ev: LineageEvent) -> list[str]:
+        """Update nodes and edges from the event; return the keys that need recomputing."""
+        touched: list[str] = []
+        for snap in ev.datasets:
+            node = self.graph.ensure(snap.ref)
+            if self._update_node(node, snap, ev.producer):
+                touched.append(snap.ref.key)
+        if ev.kind != "dataset":
+            for out in ev.outputs:
+                for inp in ev.inputs:
+                    if inp.ref == out.ref:
+                        continue
+                    if self.graph.add_edge(inp.ref, out.ref, ev.operation, ev.job):
+                        touched.append(out.ref.key)
+        return list(dict.fromkeys(touched))
+
+    def _update_node(self, node: DatasetNode, snap: DatasetSnapshot, producer: str) -> bool:
+        changed = False
+        if snap.fields and snap.fields != node.fields:
+            node.fields = snap.fields
+            changed = True
+        if snap.description and snap.description != node.description:
+            node.description = snap.description
+            changed = True
+        if snap.column_lineage and dict(snap.column_lineage) != node.column_lineage:
+            node.column_lineage = dict(snap.column_lineage)
+            changed = True
+        if snap.has_explicit or snap.column_labels:
+            floor = Classification(
+                snap.explicit_tier or Tier.PUBLIC,
+                snap.explicit_tags,
+                1.0,
+                Layer.EXPLICIT,
+                (Evidence(Layer.EXPLICIT, producer, snap.ref.key, "declared by the producer", 1.0),),
+                "explicit classification declared by the producer",
+            )
+            if node.explicit is None or node.explicit.layer is not Layer.OVERRIDE:
+                merged = floor if node.explicit is None else node.explicit.merge(floor)
+                if snap.has_explicit and merged != node.explicit:
+                    node.explicit = merged
+                    changed = True
+        if changed or node.own is None or snap.column_labels:
+            self._classify_node(node, snap)
+            changed = True
+        return changed
+
+    def _classify_node(self, node: DatasetNode, snap: DatasetSnapshot | None = None) -> None:
+        contexts = [
+            ColumnContext(
+                name=f.name,
+                data_type=f.type or None,
+                description=f.description or None,
+                dataset_key=node.ref.key,
+                dataset_name=node.ref.name,
+                dataset_description=node.description or None,
+                samples=tuple(snap.samples.get(f.name, ())) if snap else (),
+            )
+            for f in node.fields
+        ]
+        own, columns = self.classifier.classify_dataset(node.ref, contexts)
+        labels = snap.column_labels if snap else {}
+        for col, (tier, tags) in labels.items():
+            declared = Classification(
+                tier or Tier.PUBLIC, tags, 1.0, Layer.EXPLICIT,
+                (Evidence(Layer.EXPLICIT, "producer", f"{node.ref.key}#{col}", "declared", 1.0),),
+                "declared by the producer",
+            )
+            columns[col] = columns[col].merge(declared) if col in columns else declared
+            own = own.merge(declared)
+        node.columns = dict(columns)
+        node.own = own
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _decide_outputs(self, ev: LineageEvent) -> list[tuple[Decision, bool]]:
+        if ev.kind != "run" or ev.event_type not in GATED_STATES:
+            return []
+        out = []
+        for snap in ev.outputs:
+            key = (ev.run_id, snap.ref.key, ev.operation.value)
+            cached = self._decided.get(key)
+            if cached is not None:
+                out.append((cached, False))
+                continue
+            op = Operation(
+                kind=ev.operation,
+                sources=tuple(i.ref for i in ev.inputs),
+                destination=snap.ref,
+                user=ev.user or self.settings.user,
+                purpose=ev.purpose,
+                environment=self.settings.environment,
+                code=ev.job,
+                run_id=ev.run_id,
+            )
+            decision = self._decide(op)
+            self._decided[key] = decision
+            if len(self._decided) > DECIDED_CACHE:
+                self._decided.popitem(last=False)
+            out.append((decision, True))
+        return out
+
+    def source_classification(self, sources: Iterable[DatasetRef]) -> Classification:
+        """What flows out of ``sources`` together (the join rule over their effective labels)."""
+        parents = {}
+        for ref in sources:
+            key = ref.key
+            parents[key] = (
+                self.graph.node(key).effective if key in self.graph else Classification.unknown()
+            )
+        if not parents:
+            return Classification.unknown("no sources")
+        return self.graph.rules.for_join(parents, target="operation")
+
+    def _decide(self, op: Operation) -> Decision:
+        source_c = self.source_classification(op.sources)
+        dest_c = None
+        if op.destination is not None and op.destination.key in self.graph:
+            dest_c = self.graph.node(op.destination.key).effective
+        upstream: list[str] = []
+        for ref in op.sources:
+            if ref.key in self.graph:
+                upstream.extend(self.graph.upstream(ref.key))
+        input_doc = build_input(
+            op, source_classification=source_c, destination_classification=dest_c,
+            upstream=upstream,
+        )
+        decision = self.decider.decide(
+            input_doc,
+            action=op.kind.value,
+            source_label=", ".join(r.name for r in op.sources) or "(no source)",
+            destination_label=_location(op.destination),
+            classification=source_c,
+        )
+        if not decision.allow and not decision.error:
+            granted = self._find_exception(op)
+            if granted is not None:
+                decision = allow_under_exception(decision, granted)
+        return decision
+
+    def _find_exception(self, op: Operation) -> PolicyException | None:
+        now = self.clock()
+        if op.exception_id:
+            try:
+                exc = self.exceptions.get(op.exception_id, now=now)
+            except NotFound:
+                return None
+            return exc if exc.is_valid(now) and exc.covers(op) else None
+        return self.exceptions.find_valid(
+            op.kind.value,
+            [r.key for r in op.sources],
+            op.destination.key if op.destination else None,
+            now=now,
+        )
+
+    def check(self, operation: Operation, *, via: str = "api", durable: bool = True) -> Decision:
+        """Answer a gate question without an event; the decision is audited."""
+        with self._lock:
+            decision = self._decide(operation)
+            self.catalog.save_decisions([decision], operation.run_id)
+            record = self._decision_record(
+                decision, operation.user, via, operation.run_id, "gate.check",
+                details={"operation": operation.to_dict()},
+            )
+            self.audit.append_many([record])
+        return decision
+
+    def register_lineage(
+        self,
+        sources: Sequence[DatasetRef | DatasetSpec | str],
+        destination: DatasetRef | DatasetSpec | str,
+        operation: OperationKind | str = OperationKind.TRANSFORM,
+        code: str = "manual",
+        *,
+        user: str | None = None,
+        purpose: str | None = None,
+        via: str = "api",
+    ) -> IngestResult:
+        """Record lineage a producer did not emit, through the same ingest path."""
+        event = build_run_event(
+            job=(self.settings.namespace, code),
+            event_type="COMPLETE",
+            inputs=[self._spec(s) for s in sources],
+            outputs=[self._spec(destination)],
+            operation=operation,
+            user=user,
+            purpose=purpose,
+        )
+        return self.ingest(event, via=via, actor=user)
+
+    def _spec(self, item: DatasetRef | DatasetSpec | str) -> DatasetSpec:
+        if isinstance(item, DatasetSpec):
+            return item
+        return DatasetSpec(self.ref(item))
+
+    def ref(self, item: DatasetRef | str) -> DatasetRef:
+        """A dataset from a ref, a key (``ns::name``), a known name, or a bare name in the
+        default namespace."""
+        if isinstance(item, DatasetRef):
+            return item
+        if "::" in item:
+            return DatasetRef.from_key(item)
+        try:
+            return self.graph.node(self.graph.resolve(item)).ref
+        except NotFound:
+            return DatasetRef(self.settings.namespace, item)
+
+    def _decision_record(
+        self, d: Decision, actor: str, via: str, run_id: str, action: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        return AuditRecord(
+            actor=actor,
+            action=action,
+            resource=d.destination or d.source,
+            reason=(d.reasons[0] if d.reasons else ("allowed" if d.allow else "denied")),
+            via=via,
+            run_id=run_id,
+            decision=d.to_dict(),
+            details=dict(details or {}),
+            tenant=self.settings.tenant,
+        )
+
+    # -- classification ----------------------------------------------------------------------
+    def classify_columns(
+        self, names: Sequence[str], *, dataset: str | None = None,
+        samples: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[tuple[str, Classification]]:
+        contexts = [
+            ColumnContext(name=n, dataset_name=dataset,
+                          samples=tuple((samples or {}).get(n, ())))
+            for n in names
+        ]
+        results = self.classifier.classify_many(contexts)
+        return list(zip(names, results, strict=True))
+
+    def classification(self, dataset: DatasetRef | str) -> Classification:
+        key = self.graph.resolve(dataset.key if isinstance(dataset, DatasetRef) else dataset)
+        return self.graph.node(key).effective
+
+    def override(
+        self, dataset: DatasetRef | str, *, tier: Tier | str, tags: Iterable[str] = (),
+        steward: str, reason: str, via: str = "api",
+    ) -> Classification:
+        """A steward sets a dataset's floor; audited, and propagated downstream."""
+        if not reason.strip():
+            raise ValidationError("an override needs a reason")
+        with self._lock:
+            key = self.graph.resolve(dataset.key if isinstance(dataset, DatasetRef) else dataset)
+            node = self.graph.node(key)
+            before = node.effective
+            node.explicit = Classification(
+                Tier.parse(tier), normalize_tags(tags), 1.0, Layer.OVERRIDE,
+                (Evidence(Layer.OVERRIDE, steward, key, reason, 1.0),), f"steward override: {reason}",
+            )
+            updated = self.graph.propagate([key])
+            node.effective = self.graph.compute(key)
+            keys = {key, *updated}
+            self.catalog.save(self.graph.node(k) for k in keys)
+            self.audit.append_many([AuditRecord(
+                actor=steward, action="classification.override", resource=key, reason=reason,
+                via=via, details={"before": before.to_dict(), "after": node.effective.to_dict()},
+                tenant=self.settings.tenant,
+            )])
+            return node.effective
+
+    # -- exceptions -------------------------------------------------------------------------
+    def request_exception(self, *, via: str = "api", **request: Any) -> PolicyException:
+        exc = self.exceptions.request(now=self.clock(), **request)
+        self._audit_exception("exception.request", exc, exc.requested_by, via)
+        return exc
+
+    def approve_exception(self, exception_id: str, *, steward: str, duration: timedelta,
+                          via: str = "api", now: datetime | None = None) -> PolicyException:
+        exc = self.exceptions.approve(exception_id, steward, duration, now=now or self.clock())
+        self._audit_exception("exception.approve", exc, steward, via)
+        return exc
+
+    def deny_exception(self, exception_id: str, *, steward: str, reason: str,
+                       via: str = "api") -> PolicyException:
+        exc = self.exceptions.deny(exception_id, steward, reason, now=self.clock())
+        self._audit_exception("exception.deny", exc, steward, via)
+        return exc
+
+    def _audit_exception(self, action: str, exc: PolicyException, actor: str, via: str) -> None:
+        self.audit.append_many([AuditRecord(
+            actor=actor, action=action, resource=exc.id, reason=exc.justification, via=via,
+            details=exc.to_dict(), tenant=self.settings.tenant,
+        )])
+
+    # -- audit ------------------------------------------------------------------------------
+    def verify_audit(self) -> VerifyReport:
+        return verify(self.audit)
+
+
+def _location(ref: DatasetRef | None) -> str:
+    if ref is None:
+        return ""
+    if ref.namespace in ("file", "local") or ref.namespace.startswith("file"):
+        return ref.name
+    return f"{ref.namespace.rstrip('/')}/{ref.name.lstrip('/')}"
+
+
+def _fail_closed_decider(settings: Settings) -> PolicyDecider:
+    """A decider over the configured engine; if the engine cannot even be built (broken Rego,
+    missing directory), a decider whose every answer is a denial naming the reason."""
+    try:
+        return PolicyDecider(create_policy_engine(settings))
+    except LacunaError as err:
+        return PolicyDecider.failing(str(err))

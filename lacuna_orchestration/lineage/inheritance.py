@@ -1,0 +1,220 @@
+"""How a dataset's classification follows from its parents — the inheritance rules.
+
+* **join / filter / transform / read / export** — the output is at least as sensitive as its
+  most sensitive parent: max tier, union of tags.
+* **aggregate** — lowers the tier by one step *only when no individual-level column survives*
+  into the output, and renames every inherited tag ``T`` to ``DERIVED_FROM_T`` so the history
+  stays visible; if an identifier survives, it is a transform.
+* **anonymize** — ``INTERNAL`` + ``ANONYMIZED`` (never above what the parents were) *only when
+  every sensitive parent column was masked, hashed or dropped*; otherwise it is a transform and
+  the reasoning says which column survived.
+
+Explicit labels (dbt ``meta``, Dagster tags, steward overrides) are floors combined by
+``effective()``: inference may raise them, never lower them.
+
+>>> pii = Classification(Tier.PROPRIETARY, frozenset({"PII"}), 0.95, Layer.HEURISTIC)
+>>> fin = Classification(Tier.INTERNAL, frozenset({"FINANCIAL"}), 0.95, Layer.HEURISTIC)
+>>> InheritanceRules().for_join({"c": pii, "s": fin}, target="a").describe()
+'PROPRIETARY, tags: FINANCIAL, PII'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lacuna_orchestration.lineage.openlineage import ColumnSource
+from lacuna_orchestration.model import (
+    DERIVED_PREFIX,
+    Classification,
+    Evidence,
+    Layer,
+    OperationKind,
+    Tier,
+    derived_tag,
+)
+
+__all__ = ["InheritanceRules", "ParentView", "SENSITIVE_TAGS"]
+
+# Tags that mark individual-level or regulated data: what anonymization must remove and what an
+# aggregate must not let through.
+SENSITIVE_TAGS = frozenset(
+    {"PII", "PHI", "PCI", "SSN", "EMAIL", "PHONE", "CONTACT", "GDPR", "GDPR_SPECIAL_CATEGORY",
+     "CREDENTIALS", "HEALTH", "BIOMETRIC", "NATIONAL_ID", "LOCATION"}
+)
+NEUTRAL_TAGS = frozenset({"ANONYMIZED", "AGGREGATED", "PUBLIC_REFERENCE"})
+MASKED_KINDS = frozenset({"MASKED", "HASH", "HASHED"})
+
+
+def is_sensitive(c: Classification) -> bool:
+    return bool(c.tags & SENSITIVE_TAGS)
+
+
+@dataclass(frozen=True, slots=True)
+class ParentView:
+    """What the rules need to know about one parent: its effective classification and the
+    classification of each of its columns."""
+
+    key: str
+    classification: Classification
+    columns: Mapping[str, Classification] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildView:
+    """What the rules need to know about the output itself."""
+
+    key: str
+    columns: Mapping[str, Classification] = field(default_factory=dict)
+    column_lineage: Mapping[str, tuple[ColumnSource, ...]] = field(default_factory=dict)
+
+
+class InheritanceRules:
+    """The rules as overridable methods, one per operation kind (``for_<kind>``)."""
+
+    def inherit(self, op: OperationKind, parents: Mapping[str, ParentView], child: ChildView) -> (
+        Classification
+    ):
+        if not parents:
+            return Classification.unknown("no upstream datasets")
+        if op is OperationKind.AGGREGATE:
+            return self.for_aggregate(parents, child)
+        if op is OperationKind.ANONYMIZE:
+            return self.for_anonymize(parents, child)
+        return self.for_join(
+            {k: p.classification for k, p in parents.items()}, target=child.key, op=op
+        )
+
+    def for_join(
+        self,
+        parents: Mapping[str, Classification],
+        *,
+        target: str,
+        op: OperationKind = OperationKind.JOIN,
+    ) -> Classification:
+        """Max tier and union of tags over every parent (also filter, transform, export)."""
+        tier = Tier.PUBLIC
+        tags: set[str] = set()
+        evidence = []
+        unknown = []
+        for key, c in sorted(parents.items()):
+            if c.is_unknown:
+                unknown.append(key)
+                continue
+            tier = max(tier, c.tier)
+            tags |= c.tags
+            evidence.append(
+                Evidence(Layer.PROPAGATED, key, target, f"{op.value}: {c.describe()}", c.confidence)
+            )
+        reasoning = f"{op.value}: max tier and union of tags of {len(parents)} parent(s)"
+        if unknown:
+            reasoning += f"; unclassified upstream (treated as unknown): {', '.join(unknown)}"
+        confidence = min((p.confidence for p in parents.values() if not p.is_unknown), default=0.0)
+        return Classification(
+            tier, frozenset(tags), confidence, Layer.PROPAGATED, tuple(evidence), reasoning
+        )
+
+    for_filter = for_join
+    for_transform = for_join
+
+    def for_aggregate(self, parents: Mapping[str, ParentView], child: ChildView) -> Classification:
+        joined = self.inherit_as_transform(parents, child, OperationKind.AGGREGATE)
+        survivor = self.surviving_identifier(parents, child)
+        if survivor:
+            return _with_reason(
+                joined, f"aggregate keeps individual-level column {survivor}: no downgrade"
+            )
+        tags = frozenset(
+            t if t in NEUTRAL_TAGS or t.startswith(DERIVED_PREFIX) else derived_tag(t)
+            for t in joined.tags
+        )
+        return Classification(
+            joined.tier.lowered(),
+            tags,
+            joined.confidence,
+            Layer.PROPAGATED,
+            joined.evidence,
+            f"aggregate without individual-level columns: {joined.tier.name} lowered to "
+            f"{joined.tier.lowered().name}, tags kept as DERIVED_FROM_*",
+        )
+
+    def for_anonymize(self, parents: Mapping[str, ParentView], child: ChildView) -> Classification:
+        joined = self.inherit_as_transform(parents, child, OperationKind.ANONYMIZE)
+        survivor = self.surviving_identifier(parents, child, allow_masked=True)
+        if survivor:
+            return _with_reason(joined, f"anonymization not verified: {survivor} survives unmasked")
+        tags = {"ANONYMIZED"} | {
+            derived_tag(t) for t in joined.tags if t not in NEUTRAL_TAGS
+        }
+        tier = min(joined.tier, Tier.INTERNAL)
+        return Classification(
+            tier,
+            frozenset(tags),
+            joined.confidence,
+            Layer.PROPAGATED,
+            joined.evidence,
+            "verified anonymization: every sensitive column masked, hashed or dropped",
+        )
+
+    def inherit_as_transform(
+        self, parents: Mapping[str, ParentView], child: ChildView, op: OperationKind
+    ) -> Classification:
+        return self.for_join({k: p.classification for k, p in parents.items()}, target=child.key,
+                             op=op)
+
+    def surviving_identifier(
+        self, parents: Mapping[str, ParentView], child: ChildView, *, allow_masked: bool = False
+    ) -> str:
+        """Name an output column that still carries individual-level data, or ``""``.
+
+        With column lineage, a sensitive input column reaching an output column unaggregated
+        (and, for anonymization, unmasked) survives. Without it, an output column named like a
+        sensitive parent column, or classified sensitive on its own, survives.
+        """
+        for column, c in child.columns.items():
+            if is_sensitive(c):
+                return column
+        sensitive_inputs = {
+            (key, col)
+            for key, parent in parents.items()
+            for col, cc in parent.columns.items()
+            if is_sensitive(cc)
+        }
+        if child.column_lineage:
+            for out_col, sources in child.column_lineage.items():
+                for src in sources:
+                    if (src.dataset.key, src.column) not in sensitive_inputs:
+                        continue
+                    if src.transformation in ("AGGREGATION", "INDIRECT"):
+                        continue
+                    if allow_masked and (src.masking or src.transformation in MASKED_KINDS):
+                        continue
+                    return out_col
+            return ""
+        sensitive_names = {col.lower() for _, col in sensitive_inputs}
+        for column in child.columns:
+            if column.lower() in sensitive_names:
+                return column
+        return ""
+
+
+def _with_reason(c: Classification, reason: str) -> Classification:
+    return Classification(c.tier, c.tags, c.confidence, c.layer, c.evidence, reason)
+
+
+def effective(
+    *, explicit: Classification | None, own: Classification | None,
+    inherited: Iterable[Classification]
+) -> Classification:
+    """Combine floors, the dataset's own evidence and what its parents pass down."""
+    parts = [c for c in (explicit, own, *inherited) if c is not None and not c.is_unknown]
+    if not parts:
+        return Classification.unknown("no classification evidence for this dataset")
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.merge(part)
+    if explicit is not None and not explicit.is_unknown and result.tier == explicit.tier:
+        layer = Layer.EXPLICIT if explicit.layer is not Layer.OVERRIDE else Layer.OVERRIDE
+        result = Classification(result.tier, result.tags, result.confidence, layer,
+                                result.evidence, result.reasoning)
+    return result

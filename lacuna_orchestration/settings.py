@@ -1,0 +1,126 @@
+"""One settings object for every entry point (CLI, server, integrations).
+
+Resolution order, later wins: built-in defaults → the YAML file named by ``LACUNA_CONFIG`` (or
+``./lacuna.yaml`` when present) → ``LACUNA_<FIELD>`` environment variables → keyword arguments.
+The environment is read, never written.
+
+>>> Settings.load(database_url="sqlite:///:memory:").database_url
+'sqlite:///:memory:'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from lacuna_orchestration.errors import ConfigError
+
+ENV_PREFIX = "LACUNA_"
+CONFIG_ENV = "LACUNA_CONFIG"
+DEFAULT_STATE_DIR = Path(".lacuna")
+
+
+def _default_policy_dir() -> str:
+    """``./policies`` when the working directory has one, else the repository's ``policies/``."""
+    local = Path("policies")
+    if local.is_dir():
+        return str(local.resolve())
+    return str(Path(__file__).resolve().parent.parent / "policies")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_STATE_DIR / 'lacuna.db'}",
+        description="SQLAlchemy URL of the store (SQLite file by default, or postgresql://...).",
+    )
+    database_schema: str | None = Field(
+        default=None, description="PostgreSQL schema to use (search_path); None = default."
+    )
+    tenant: str = Field(default="default", description="Tenant whose audit chain is written.")
+    environment: str = Field(
+        default="production", description="Passed to policies as context.environment."
+    )
+    namespace: str = Field(
+        default="lacuna", description="OpenLineage namespace for datasets named without one."
+    )
+    policy_dir: str = Field(default_factory=_default_policy_dir)
+    policy_backend: Literal["embedded", "opa"] = "embedded"
+    opa_url: str = Field(default="http://127.0.0.1:8181", description="OPA server for 'opa'.")
+    opa_timeout_s: float = 2.0
+    rules_file: str | None = Field(
+        default=None, description="Heuristic rules YAML replacing the bundled one."
+    )
+    heuristic_threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    embedding_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    embeddings_enabled: bool = Field(
+        default=False, description="Use the local sentence-transformer layer (needs [ml])."
+    )
+    embedding_model: str | None = Field(
+        default=None, description="Model name/path; None = the bundled all-MiniLM-L6-v2."
+    )
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
+    llm_api_key: str = "not-needed"
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 10.0
+    llm_max_retries: int = 2
+    user: str = Field(default_factory=lambda: os.environ.get("USER", "unknown"))
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        path = Path(config_file) if config_file else _config_path()
+        if path is not None:
+            values.update(_read_yaml(path))
+        values.update(_from_env(os.environ))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except PydanticValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return self.model_copy(update=changes)
+
+
+def _config_path() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV} names {named!r}, which is not a file")
+        return path
+    local = Path("lacuna.yaml")
+    return local if local.is_file() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return data
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = set(Settings.model_fields)
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
+            field = key[len(ENV_PREFIX) :].lower()
+            if field in names:
+                out[field] = value
+    return out

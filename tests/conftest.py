@@ -1,0 +1,47 @@
+"""Shared fixtures. PostgreSQL tests use the real server on 127.0.0.1:5432 in a schema of their
+own and fail (never skip) when it is absent."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from lacuna_orchestration.db import make_engine
+
+PG_URL = os.environ.get("LACUNA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'lacuna.db'}"
+
+
+@pytest.fixture()
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards. Fails when the server is unreachable."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as err:  # noqa: BLE001 - re-raised as a failure with the reason
+        pytest.fail(f"PostgreSQL at {PG_URL} is required for this test: {err}")
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture()
+def pg_engine(pg_schema: str) -> Iterator[Engine]:
+    engine = make_engine(PG_URL, schema=pg_schema)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
