@@ -1,0 +1,191 @@
+"""Group commit for audit appends: many callers, one transaction per batch.
+
+One committed transaction costs about as much for one record as for a thousand, so callers
+``submit`` records and get a future; a background thread gathers whatever arrived within
+``max_delay_s`` (at most ``max_batch``) and appends it with one ``append_many``. A future
+resolves only after its batch committed, so the acknowledgement still means "durable". When a
+batch fails, every future of that batch carries the error; nothing is dropped silently.
+
+>>> import tempfile
+>>> from lacuna_orchestration.db import make_engine
+>>> from lacuna_orchestration.audit.store import AuditStore
+>>> folder = tempfile.TemporaryDirectory()
+>>> store = AuditStore(make_engine(f"sqlite:///{folder.name}/audit.db"))
+>>> store.create_schema()
+>>> with AuditBatcher(store) as batcher:
+...     future = batcher.submit(AuditRecord("ana", "gate", "wh::orders"))
+>>> future.result().seq
+1
+>>> store.engine.dispose(); folder.cleanup()
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Self
+
+from lacuna_orchestration.audit.chain import SealedRecord
+from lacuna_orchestration.audit.store import AuditStore
+from lacuna_orchestration.errors import StoreError
+from lacuna_orchestration.model import AuditRecord
+
+__all__ = ["AuditBatcher"]
+
+
+class AuditBatcher:
+    """Batches ``submit``-ted records into one-transaction appends on one writer thread.
+
+    Use it as a context manager, or call :meth:`close`; an open batcher is also drained when
+    the interpreter exits.
+    """
+
+    def __init__(self, store: AuditStore, max_batch: int = 1000, max_delay_s: float = 0.005):
+        if max_batch < 1:
+            raise StoreError(f"max_batch must be at least 1, got {max_batch}")
+        if max_delay_s < 0:
+            raise StoreError(f"max_delay_s cannot be negative, got {max_delay_s}")
+        self.store = store
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._pending: deque[tuple[SealedRecord, Future[AuditRecord]]] = deque()
+        self._mutex = threading.Lock()
+        self._has_work = threading.Condition(self._mutex)  # the writer waits here for records
+        self._progress = threading.Condition(self._mutex)  # flush() waits here for commits
+        self._closed = False
+        self._urgent = 0  # flush() calls waiting: commit without waiting for more records
+        self._submitted = 0  # records ever submitted
+        self._settled = 0  # records whose batch finished (committed, failed or cancelled)
+        self._failures: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, name=f"lacuna-audit-batcher-{store.tenant}", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self.close)
+
+    def submit(self, record: AuditRecord) -> Future[AuditRecord]:
+        """Queue ``record``; the future gives the linked record once its batch committed.
+
+        A record that cannot be stored raises ``ValidationError`` here, in the caller's
+        thread, rather than failing the batch it would have joined.
+        """
+        if self._closed:
+            raise StoreError("the audit batcher is closed; records can no longer be submitted")
+        prepared = self.store.prepare(record)
+        future: Future[AuditRecord] = Future()
+        with self._mutex:
+            if self._closed:
+                raise StoreError("the audit batcher is closed; records can no longer be submitted")
+            self._pending.append((prepared, future))
+            self._submitted += 1
+            # Wake the writer only when it has something new to do: a first record to start
+            # a batch, or a full batch. (Waking it per record costs submitters dearly.)
+            queued = len(self._pending)
+            if queued == 1 or queued == self.max_batch:
+                self._has_work.notify()
+        return future
+
+    def flush(self) -> None:
+        """Commit everything submitted so far and wait for it.
+
+        Raises ``StoreError`` if any batch failed since the previous flush (each failed
+        record's future holds the error as well).
+        """
+        with self._mutex:
+            target = self._submitted
+            self._urgent += 1
+            self._has_work.notify()
+            try:
+                while self._settled < target:
+                    self._progress.wait()
+            finally:
+                self._urgent -= 1
+            failures, self._failures = self._failures, []
+        if failures:
+            raise StoreError(
+                f"{len(failures)} audit batch(es) failed since the last flush: {failures[0]}"
+            ) from failures[0]
+
+    def close(self) -> None:
+        """Stop accepting records, commit everything queued, stop the thread."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            self._has_work.notify()
+        self._thread.join()
+        atexit.unregister(self.close)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._commit(batch)
+
+    def _next_batch(self) -> list[tuple[SealedRecord, Future[AuditRecord]]] | None:
+        """Wait for a first record, then up to ``max_delay_s`` for the batch to fill.
+
+        Records that queued up while the previous batch was committing have waited already:
+        they go at once (classic group commit), without the delay.
+        """
+        with self._mutex:
+            waited = bool(self._pending)
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._has_work.wait()
+            deadline = time.monotonic() + (0.0 if waited else self.max_delay_s)
+            while len(self._pending) < self.max_batch and not self._closed and not self._urgent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._has_work.wait(left)
+            count = min(self.max_batch, len(self._pending))
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _commit(self, batch: list[tuple[SealedRecord, Future[AuditRecord]]]) -> None:
+        try:
+            self._write(batch)
+        finally:
+            with self._mutex:
+                self._settled += len(batch)
+                self._progress.notify_all()
+
+    def _write(self, batch: list[tuple[SealedRecord, Future[AuditRecord]]]) -> None:
+        # A future cancelled before its batch is written is left out, so the caller's
+        # cancel() really means "not written".
+        live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            linked = self.store.append_prepared([item for item, _ in live])
+        except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
+            with self._mutex:
+                self._failures.append(err)
+            for _, future in live:
+                future.set_exception(err)
+            return
+        for (_, future), record in zip(live, linked, strict=True):
+            future.set_result(record)
