@@ -152,7 +152,8 @@ class AuditStore:
 
     Records appended here are written to this store's tenant whatever their own ``tenant``
     field says (a store is one chain). Safe to share between threads and to use from several
-    processes on the same database at once.
+    processes on the same database at once. ``page_size`` is how many rows :meth:`records`
+    fetches per query.
     """
 
     def __init__(self, engine: Engine, tenant: str = "default", *, page_size: int = 1000):

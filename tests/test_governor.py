@@ -1,0 +1,210 @@
+"""The governance spine end to end: event → classify → propagate → decide → audit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from lacuna_orchestration.errors import IngestError, StoreError, ValidationError
+from lacuna_orchestration.governor import Governor
+from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
+from lacuna_orchestration.lineage.openlineage import parse_events
+from lacuna_orchestration.model import DatasetRef, Layer, Operation, OperationKind, Tier
+from lacuna_orchestration.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ROOT / "example_project" / "openlineage" / "pipeline.ndjson"
+EVAL = ROOT.parent / "shared" / "eval" / "openlineage" / "concretized"
+EXPORT = DatasetRef("file", "/tmp/export.csv")
+
+
+def open_gov(url: str, **kw) -> Governor:
+    return Governor(Settings.load(database_url=url, policy_dir=str(ROOT / "policies"), **kw))
+
+
+@pytest.fixture()
+def gov(sqlite_url):
+    with open_gov(sqlite_url) as g:
+        yield g
+
+
+def ingest_pipeline(gov: Governor) -> list:
+    return [gov.ingest(e, via="test") for e in parse_events(PIPELINE.read_bytes())]
+
+
+def test_seed_scenarios(gov: Governor) -> None:
+    results = ingest_pipeline(gov)
+    analysis = gov.classification("analysis.csv")
+    assert analysis.tier is Tier.PROPRIETARY
+    assert {"PII", "FINANCIAL"} <= analysis.tags
+    assert gov.classification("sales.csv").tier is Tier.INTERNAL
+    summary = gov.classification("regional_summary.csv")
+    assert summary.tier is Tier.INTERNAL
+    assert "DERIVED_FROM_PII" in summary.tags and "PII" not in summary.tags
+
+    denials = {d.decision_id: d for r in results for d in r.denials}
+    assert len(denials) == 1
+    (denial,) = denials.values()
+    message = denial.message
+    for needle in ("Governance Policy Violation", "Export analysis.csv", "/tmp/export.csv",
+                   "PII", "PROPRIETARY", "Alternatives:", "export-governance", "Steward:"):
+        assert needle in message
+    assert denial.policy_version and denial.steward and denial.alternatives
+
+    tree = gov.graph.tree(gov.graph.resolve("analysis.csv"))
+    assert tree.splitlines()[0].startswith("analysis.csv (PROPRIETARY")
+    assert "└─ sales.csv (INTERNAL, tags: FINANCIAL)" in tree
+
+    report = gov.verify_audit()
+    assert report.ok, report.message
+    actions = [r.action for r in gov.audit.records()]
+    assert actions.count("lineage.ingest") == 12
+    assert actions.count("policy.decision") == 6  # one per run, START and COMPLETE share it
+
+
+def test_state_survives_a_new_governor(sqlite_url) -> None:
+    with open_gov(sqlite_url) as g:
+        ingest_pipeline(g)
+    with open_gov(sqlite_url) as g:
+        assert g.classification("analysis.csv").tier is Tier.PROPRIETARY
+        assert len(g.graph) == 8
+        assert len(list(g.catalog.decisions(limit=100))) == 6
+        assert g.verify_audit().ok
+
+
+def test_explicit_floor_is_never_lowered(gov: Governor) -> None:
+    out = DatasetSpec(DatasetRef("dbt", "marts.customer_analytics"), columns=("region", "n"),
+                      tier="PROPRIETARY", tags=["CUSTOMER_DATA"])
+    gov.ingest(build_run_event(job=("dbt", "model.x"), outputs=[out],
+                               inputs=[DatasetSpec(DatasetRef("dbt", "ref.countries"),
+                                                   columns=("country_code",))],
+                               operation="aggregate"))
+    c = gov.classification("marts.customer_analytics")
+    assert c.tier is Tier.PROPRIETARY and "CUSTOMER_DATA" in c.tags
+    assert c.layer is Layer.EXPLICIT
+
+
+def test_steward_override_is_audited_and_propagates(gov: Governor) -> None:
+    ingest_pipeline(gov)
+    gov.override("sales.csv", tier="PROPRIETARY", tags=["TRADE_SECRET"],
+                 steward="steward@example.com", reason="contains negotiated prices")
+    assert "TRADE_SECRET" in gov.classification("regional_summary.csv").tags or \
+        "DERIVED_FROM_TRADE_SECRET" in gov.classification("regional_summary.csv").tags
+    last = gov.audit.tail(1)[0]
+    assert last.action == "classification.override" and last.actor == "steward@example.com"
+
+
+def test_check_and_exception_lifecycle(sqlite_url) -> None:
+    clock = [datetime(2026, 11, 23, 9, 0, tzinfo=UTC)]
+    with Governor(Settings.load(database_url=sqlite_url, policy_dir=str(ROOT / "policies")),
+                  clock=lambda: clock[0]) as g:
+        ingest_pipeline(g)
+        op = Operation(OperationKind.EXPORT, (g.ref("analysis.csv"),), EXPORT, user="ann")
+        assert not g.check(op).allow
+        exc = g.request_exception(operation_kind="export", sources=[g.ref("analysis.csv").key],
+                                  destination=EXPORT.key, purpose="billing",
+                                  justification="regulator asked for the file",
+                                  requested_by="ann")
+        g.approve_exception(exc.id, steward="steward@example.com", duration=timedelta(days=1))
+        allowed = g.check(op)
+        assert allowed.allow and allowed.exception_id == exc.id
+        clock[0] += timedelta(days=2)
+        expired = g.check(op)
+        assert not expired.allow and not expired.exception_id
+        actions = [r.action for r in g.audit.records()]
+        assert {"exception.request", "exception.approve", "gate.check"} <= set(actions)
+
+
+def test_development_environment_allows_tmp(sqlite_url) -> None:
+    with open_gov(sqlite_url, environment="development") as g:
+        ingest_pipeline(g)
+        op = Operation(OperationKind.EXPORT, (g.ref("analysis.csv"),), EXPORT,
+                       environment="development")
+        assert g.check(op).allow
+
+
+def test_broken_rego_fails_closed(sqlite_url, tmp_path) -> None:
+    bad = tmp_path / "policies"
+    bad.mkdir()
+    (bad / "broken.rego").write_text("package lacuna\n\ndecisions := [x | \n")
+    with Governor(Settings.load(database_url=sqlite_url, policy_dir=str(bad))) as g:
+        result = g.register_lineage(["customers.csv"], "out.csv", "transform")
+        (decision,) = result.decisions
+        assert not decision.allow
+        assert decision.error and "broken.rego" in decision.message
+        assert g.audit.tail(1)[0].decision["error"]
+
+
+def test_bad_events_write_nothing(gov: Governor) -> None:
+    before = gov.audit.count()
+    with pytest.raises(IngestError, match="run.runId"):
+        gov.ingest({"eventType": "START", "eventTime": "2026-01-01T00:00:00Z",
+                    "producer": "p", "schemaURL": "s", "run": {},
+                    "job": {"namespace": "n", "name": "j"}})
+    with pytest.raises(ValidationError, match="unknown operation kind"):
+        gov.register_lineage(["a"], "b", "teleport")
+    assert gov.audit.count() == before
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(StoreError, match="cannot reach database"):
+        Governor(Settings.load(database_url="postgresql://nobody@127.0.0.1:1/none"))
+
+
+def test_whole_conformance_set_through_the_governor(gov: Governor) -> None:
+    valid = {(r.split("\t")[0], int(r.split("\t")[1])) for r in
+             (EVAL / "VALIDATION.tsv").read_text().splitlines() if r.endswith("\tY")}
+    accepted = refused = 0
+    for path in sorted(EVAL.glob("*.ndjson")):
+        for number, raw in enumerate(parse_events(path.read_bytes()), 1):
+            if (path.name, number) in valid:
+                gov.ingest(raw, via="conformance")
+                accepted += 1
+            else:
+                with pytest.raises(IngestError):
+                    gov.ingest(raw)
+                refused += 1
+    assert accepted > 490 and refused > 0
+    assert gov.audit.count() >= accepted
+    assert gov.verify_audit().ok
+
+
+def test_column_lineage_carries_pii_to_a_renamed_column(gov: Governor) -> None:
+    src = DatasetSpec(DatasetRef("f", "crm"), columns=("email", "region"))
+    out = DatasetSpec(DatasetRef("f", "summary"), columns=("region", "contact", "n"),
+                      column_lineage={"contact": [(src.ref, "email")]})
+    gov.ingest(build_run_event(job=("j", "agg"), inputs=[src], outputs=[out],
+                               operation="aggregate"))
+    c = gov.classification("summary")
+    assert c.tier is Tier.PROPRIETARY and "contact" in c.reasoning
+
+
+@pytest.mark.postgres
+def test_spine_on_postgresql(pg_schema) -> None:
+    from tests.conftest import PG_URL
+
+    with Governor(Settings.load(database_url=PG_URL, database_schema=pg_schema,
+                                policy_dir=str(ROOT / "policies"))) as g:
+        ingest_pipeline(g)
+        assert g.classification("analysis.csv").tier is Tier.PROPRIETARY
+        assert g.verify_audit().ok
+        with g.engine.connect() as conn:
+            n = conn.execute(text("select count(*) from lacuna_audit")).scalar_one()
+        assert n == 18
+    with Governor(Settings.load(database_url=PG_URL, database_schema=pg_schema,
+                                policy_dir=str(ROOT / "policies"))) as g:
+        assert len(g.graph) == 8
+
+
+def test_ingest_json_text_and_bytes(gov: Governor) -> None:
+    event = build_run_event(job=("j", str(uuid.uuid4())),
+                            inputs=[DatasetSpec(DatasetRef("f", "a"), columns=("email",))],
+                            outputs=[DatasetSpec(DatasetRef("f", "b"))])
+    gov.ingest(json.dumps(event))
+    gov.ingest(json.dumps(event).encode())
+    assert gov.classification("b").tier is Tier.PROPRIETARY
