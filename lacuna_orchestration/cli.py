@@ -163,6 +163,21 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     with _governor(args) as gov:
         g = gov.graph
         key = g.resolve(args.dataset)
+        if args.column:
+            if args.view != "upstream":
+                raise LacunaError("--column works with 'lineage upstream'")
+            rows = [{"dataset": k, "column": c, "transformation": t}
+                    for k, c, t in g.column_upstream(key, args.column)]
+            if args.json:
+                _print_json(rows)
+                return 0
+            table = Table(title=f"upstream of {g.node(key).ref.name}.{args.column}")
+            for col in ("dataset", "column", "transformation"):
+                table.add_column(col)
+            for row in rows:
+                table.add_row(row["dataset"], row["column"], row["transformation"])
+            console.print(table)
+            return 0
         if args.view == "tree":
             console.print(g.tree(key, depth=args.depth or 10), markup=False)
             return 0
@@ -316,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("view", choices=["tree", "upstream", "downstream", "impact"])
     p.add_argument("dataset", help="dataset key (namespace::name) or name")
     p.add_argument("--depth", type=int)
+    p.add_argument("--column", help="column-level lineage of one column (upstream only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_lineage)
 

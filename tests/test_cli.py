@@ -62,6 +62,10 @@ def test_ingest_then_lineage_across_processes(run) -> None:
     down = json.loads(run("lineage", "downstream", "customers.csv", "--depth", "1",
                           "--json").stdout)
     assert [d["name"] for d in down] == ["analysis.csv"]
+    cols = json.loads(run("lineage", "upstream", "regional_summary.csv", "--column",
+                          "total_revenue", "--json").stdout)
+    assert cols == [{"dataset": "file::analysis.csv", "column": "amount",
+                     "transformation": "IDENTITY"}]
     assert "verified" in run("audit", "verify").stdout
     assert "lineage.ingest" in run("audit", "tail", "-n", "5").stdout
     assert "DENY" in run("decisions", "--denied").stdout

@@ -210,6 +210,20 @@ class LineageGraph:
                     stack.append(item)
         return out
 
+    def column_graph(self, keys: Iterable[str] | None = None) -> nx.DiGraph:
+        """Column nodes (``dataset_key#column``) with edges from the ``columnLineage`` facets,
+        each node carrying its column classification where one is known."""
+        cg: nx.DiGraph = nx.DiGraph()
+        for key in keys if keys is not None else list(self.g.nodes):
+            node = self.node(key)
+            for col in node.fields:
+                cg.add_node(f"{key}#{col.name}", classification=node.columns.get(col.name))
+            for out_col, sources in node.column_lineage.items():
+                for src in sources:
+                    cg.add_edge(f"{src.dataset.key}#{src.column}", f"{key}#{out_col}",
+                                transformation=src.transformation, masking=src.masking)
+        return cg
+
     def tree(self, key: str, depth: int = 10) -> str:
         """The upstream tree with tiers, as the seed printed it::
 

@@ -107,6 +107,21 @@ def test_column_upstream() -> None:
     ]
 
 
+def test_column_graph() -> None:
+    from lacuna_orchestration.lineage.openlineage import ColumnSource, FieldInfo
+
+    g = seed_graph()
+    node = g.node(ref("analysis.csv").key)
+    node.fields = (FieldInfo("contact"),)
+    node.columns = {"contact": PII}
+    node.column_lineage = {"contact": (ColumnSource(ref("customers.csv"), "email"),)}
+    cg = g.column_graph()
+    target = f"{ref('analysis.csv').key}#contact"
+    assert cg.nodes[target]["classification"] == PII
+    assert list(cg.predecessors(target)) == [f"{ref('customers.csv').key}#email"]
+    assert cg.edges[f"{ref('customers.csv').key}#email", target]["transformation"] == "IDENTITY"
+
+
 def test_node_round_trip() -> None:
     from lacuna_orchestration.lineage.graph import DatasetNode
 
