@@ -9,7 +9,7 @@ and classifications. Rows are JSON documents keyed by tenant + dataset key: the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import (
@@ -22,13 +22,14 @@ from sqlalchemy import (
     Text,
     and_,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from lacuna_orchestration.db import metadata
 from lacuna_orchestration.errors import StoreError
-from lacuna_orchestration.lineage.graph import DatasetNode, LineageGraph
+from lacuna_orchestration.lineage.graph import DatasetNode, Interner, LineageGraph
 from lacuna_orchestration.model import Decision, OperationKind, format_timestamp, utcnow
 
 datasets_table = Table(
@@ -53,7 +54,9 @@ edges_table = Table(
     Column("job", Text, nullable=False, default=""),
     Column("updated_at", String(32), nullable=False),
 )
-Index("ix_lacuna_edges_dst", edges_table.c.tenant, edges_table.c.dst)
+Index("ix_lacuna_edges_dst", edges_table.c.tenant, edges_table.c.dst, edges_table.c.src)
+
+LOAD_BATCH = 2000  # rows per fetch when streaming the catalog into memory
 
 decisions_table = Table(
     "lacuna_decisions",
@@ -99,8 +102,14 @@ class CatalogStore:
         except SQLAlchemyError as err:
             raise _fail(self.engine, "create the catalog tables", err) from None
 
-    def save(self, nodes: Iterable[DatasetNode], edges: Iterable[tuple[str, str, OperationKind,
-                                                                       str]] = ()) -> None:
+    def save(
+        self,
+        nodes: Iterable[DatasetNode],
+        edges: Iterable[tuple[str, str, OperationKind, str]] = (),
+        decisions: Iterable[Decision] = (),
+        run_id: str = "",
+    ) -> None:
+        """Write datasets, edges and decisions in one transaction (one commit per event)."""
         now = format_timestamp(utcnow())
         rows = [
             {
@@ -119,8 +128,13 @@ class CatalogStore:
              "updated_at": now}
             for s, d, op, job in edges
         ]
+        decision_rows = self._decision_rows(decisions, run_id)
+        if not (rows or edge_rows or decision_rows):
+            return
         try:
             with self.engine.begin() as conn:
+                if decision_rows:
+                    conn.execute(decisions_table.insert(), decision_rows)
                 if rows:
                     stmt = _insert(self.engine, datasets_table)
                     stmt = stmt.on_conflict_do_update(
@@ -139,26 +153,75 @@ class CatalogStore:
             raise _fail(self.engine, "save the catalog", err) from None
 
     def load(self, graph: LineageGraph) -> LineageGraph:
-        """Fill ``graph`` with every dataset and edge of the tenant."""
+        """Fill ``graph`` with every dataset and edge of the tenant.
+
+        Rows are streamed (a server-side cursor on PostgreSQL), so the documents of a large
+        catalog never sit in memory all at once, and equal values decoded from many documents
+        (column classifications, schemas, job names) are kept once: 100,000 datasets take
+        a fraction of the memory they would as independent copies.
+        """
+        shared = Interner()
+        jobs: dict[str, str] = {}
         try:
             with self.engine.connect() as conn:
-                for (doc,) in conn.execute(
+                streamed = conn.execution_options(stream_results=True, yield_per=LOAD_BATCH)
+                for (doc,) in streamed.execute(
                     select(datasets_table.c.document).where(
                         datasets_table.c.tenant == self.tenant
                     )
                 ):
-                    graph.put(DatasetNode.from_dict(orjson.loads(doc)))
-                for src, dst, op, job in conn.execute(
+                    graph.put(DatasetNode.from_dict(orjson.loads(str(doc)), shared=shared))
+                add_edge = graph.g.add_edge
+                for src, dst, op, job in streamed.execute(
                     select(edges_table.c.src, edges_table.c.dst, edges_table.c.operation,
                            edges_table.c.job).where(edges_table.c.tenant == self.tenant)
                 ):
-                    graph.g.add_edge(src, dst, operation=OperationKind(op), job=job)
+                    name = str(job)
+                    add_edge(src, dst, operation=OperationKind(str(op)),
+                             job=jobs.setdefault(name, name))
         except SQLAlchemyError as err:
             raise _fail(self.engine, "load the catalog", err) from None
+        graph.prepare()
         return graph
 
+    def lineage(
+        self, key: str, *, direction: Literal["upstream", "downstream"] = "upstream",
+        depth: int = 10,
+    ) -> list[tuple[str, int]]:
+        """Datasets within ``depth`` hops of ``key`` in the stored graph, each with its
+        distance, nearest first: one recursive query over ``lacuna_edges`` (walking the
+        ``(tenant, dst)`` index upstream, the primary key downstream), for a process that has
+        not loaded the graph — another replica, a report. ``key`` itself is left out, also
+        when a cycle leads back to it."""
+        if depth < 1:
+            return []
+        near, far = ("src", "dst") if direction == "upstream" else ("dst", "src")
+        query = text(
+            f"""
+            WITH RECURSIVE walk(key, hops) AS (
+                SELECT e.{near}, 1 FROM lacuna_edges e
+                WHERE e.tenant = :tenant AND e.{far} = :key
+                UNION
+                SELECT e.{near}, w.hops + 1 FROM walk w
+                JOIN lacuna_edges e ON e.tenant = :tenant AND e.{far} = w.key
+                WHERE w.hops < :depth
+            )
+            SELECT key, MIN(hops) AS hops FROM walk WHERE key <> :key
+            GROUP BY key ORDER BY hops, key
+            """
+        )
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query, {"tenant": self.tenant, "key": key, "depth": depth})
+                return [(str(k), int(str(h))) for k, h in rows]
+        except SQLAlchemyError as err:
+            raise _fail(self.engine, f"query the lineage of {key}", err) from None
+
     def save_decisions(self, decisions: Iterable[Decision], run_id: str = "") -> None:
-        rows = [
+        self.save((), (), decisions, run_id)
+
+    def _decision_rows(self, decisions: Iterable[Decision], run_id: str) -> list[dict[str, Any]]:
+        return [
             {
                 "tenant": self.tenant,
                 "decision_id": d.decision_id,
@@ -173,13 +236,6 @@ class CatalogStore:
             }
             for d in decisions
         ]
-        if not rows:
-            return
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(decisions_table.insert(), rows)
-        except SQLAlchemyError as err:
-            raise _fail(self.engine, "save decisions", err) from None
 
     def decisions(self, *, limit: int = 100, allow: bool | None = None,
                   since: str | None = None) -> Iterator[Decision]:
@@ -200,4 +256,4 @@ class CatalogStore:
         except SQLAlchemyError as err:
             raise _fail(self.engine, "read decisions", err) from None
         for doc in docs:
-            yield Decision.from_dict(orjson.loads(doc))
+            yield Decision.from_dict(orjson.loads(str(doc)))

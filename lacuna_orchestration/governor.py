@@ -160,8 +160,9 @@ class Governor:
             self.catalog.save(
                 (self.graph.node(k) for k in keys),
                 (e for e in self.graph.edges() if e[1] in keys),
+                fresh,
+                parsed.run_id,
             )
-            self.catalog.save_decisions(fresh, parsed.run_id)
             written = self.audit.append_many(records)
         return IngestResult(parsed, tuple(d for d, _ in decisions), tuple(updated),
                             tuple(written))
@@ -260,11 +261,14 @@ class Governor:
                 run_id=ev.run_id,
             )
             decision = self._decide(op)
-            self._decided[key] = decision
-            if len(self._decided) > DECIDED_CACHE:
-                self._decided.popitem(last=False)
+            self._remember(key, decision)
             out.append((decision, True))
         return out
+
+    def _remember(self, key: tuple[str, str, str], decision: Decision) -> None:
+        self._decided[key] = decision
+        if len(self._decided) > DECIDED_CACHE:
+            self._decided.popitem(last=False)
 
     def source_classification(self, sources: Iterable[DatasetRef]) -> Classification:
         """What flows out of ``sources`` together (the join rule over their effective labels)."""
@@ -323,6 +327,10 @@ class Governor:
         """Answer a gate question without an event; the decision is audited."""
         with self._lock:
             decision = self._decide(operation)
+            if operation.run_id and operation.destination is not None:
+                # the run's START/COMPLETE events reuse this answer instead of deciding again
+                self._remember((operation.run_id, operation.destination.key,
+                                operation.kind.value), decision)
             self.catalog.save_decisions([decision], operation.run_id)
             record = self._decision_record(
                 decision, operation.user, via, operation.run_id, "gate.check",

@@ -510,8 +510,9 @@ class EmbeddedRegoEngine(PolicyEngine):
         return run_rego_tests(self._root)
 
     def close(self) -> None:
+        # Per-thread VMs are left to die with their threads: regorus objects must be dropped on
+        # the thread that made them, so clearing them here (often another thread) would panic.
         self._closed = True
-        self._local = threading.local()
 
 
 def _revision_of_failed(root: Path, previous: str) -> str:
