@@ -94,6 +94,32 @@ def main() -> None:
     gov.close()
     console.print(f"\nStore written to {db}")
 
+    for name, title, hint in INTEGRATIONS:
+        module = _load(HERE / name / "run_demo.py", f"lacuna_demo_{name}")
+        step(title, lambda m=module, n=name: m.run_demo(OUT / n, echo=_echo), hint)
+
+
+INTEGRATIONS = [
+    ("dagster", "Dagster: assets gated before they write, tiers on every asset",
+     "run `python example_project/dagster/run_demo.py` to see the full error"),
+]
+
+
+def _echo(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
+
+
+def _load(path: Path, name: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 if __name__ == "__main__":
     main()
