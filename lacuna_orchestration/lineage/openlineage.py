@@ -462,7 +462,8 @@ def parse_event(payload: Any, translator: OpenLineageTranslator | None = None) -
         _require_str(job, "namespace", "job.")
         _require_str(job, "name", "job.")
         event_type = data.get("eventType")
-        if event_type is not None and event_type not in RUN_STATES:
+        if event_type is not None and (not isinstance(event_type, str)
+                                       or event_type not in RUN_STATES):
             raise IngestError(
                 f"eventType {event_type!r} is not one of {', '.join(sorted(RUN_STATES))}"
             )
