@@ -66,6 +66,10 @@ class Settings(BaseModel):
     embedding_model: str | None = Field(
         default=None, description="Model name/path; None = the bundled all-MiniLM-L6-v2."
     )
+    embedding_cache_dir: str | None = Field(
+        default=None, description="Where example embeddings are cached (.npy); None = "
+        "~/.cache/lacuna/embeddings."
+    )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
     llm_api_key: str = "not-needed"
     llm_model: str = "gpt-4o-mini"

@@ -168,9 +168,18 @@ class CascadeClassifier:
         """
         heuristic = HeuristicClassifier.from_file(settings.rules_file)
         layers: list[ClassificationLayer] = [heuristic]
-        # Issue 7 hook: the later layers are appended here, in cascade order - L2 when
-        # settings.embeddings_enabled, L3 when settings.llm_base_url is set - each built by
-        # its own from_settings(settings). Until then callers pass them as extra_layers.
+        # Later layers in cascade order, imported only when configured (they need [ml]).
+        if settings.embeddings_enabled:
+            from lacuna_orchestration.classify.embeddings import EmbeddingClassifier
+
+            layers.append(EmbeddingClassifier.from_settings(
+                settings, cache_dir=settings.embedding_cache_dir,
+                normalizer=heuristic.normalizer,
+            ))
+        if settings.llm_base_url:
+            from lacuna_orchestration.classify.llm import LLMClassifier
+
+            layers.append(LLMClassifier.from_settings(settings))
         layers.extend(extra_layers)
         thresholds = {
             Layer.HEURISTIC: settings.heuristic_threshold,
@@ -225,7 +234,7 @@ class CascadeClassifier:
                 if kind in self.floor_layers:
                     floors[i] = result
                 current = best[i]
-                if current is None or result.confidence > current.confidence:
+                if current is None or _better(result, current):
                     best[i] = result
                 if answer.confidence >= threshold:
                     final[i] = _annotate(
@@ -316,6 +325,14 @@ class CascadeClassifier:
             f"({kept.layer.value}, confidence {kept.confidence:.2f})"
         )
         return _annotate(kept, note, failures)
+
+
+def _better(candidate: Classification, current: Classification) -> bool:
+    """Which answer to keep when no layer is sure: one backed by evidence beats "no rule
+    matched" whatever the numbers say (a miss is not knowledge), then higher confidence."""
+    if bool(candidate.evidence) != bool(current.evidence):
+        return bool(candidate.evidence)
+    return candidate.confidence > current.confidence
 
 
 def _accepts_floors(layer: ClassificationLayer) -> bool:
