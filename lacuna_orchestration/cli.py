@@ -42,11 +42,18 @@ def _tier_style(tier: str) -> str:
     return {"PROPRIETARY": "bold red", "INTERNAL": "yellow", "PUBLIC": "green"}.get(tier, "")
 
 
-def _read_text(path_arg: str) -> bytes:
-    path = Path(path_arg)
-    if not path.is_file():
-        raise LacunaError(f"{path_arg}: no such file")
-    return path.read_bytes()
+def _read_text(path_arg: str, args: argparse.Namespace | None = None) -> bytes:
+    """A file named on the command line, only from the working directory or an allowed root
+    (``--allow-dir``, ``LACUNA_FILE_ROOTS``): see ``lacuna_orchestration.safepath``."""
+    import os
+
+    from lacuna_orchestration.safepath import read_file
+    from lacuna_orchestration.settings import Settings
+
+    roots = [Path.cwd(), *(getattr(args, "allow_dir", None) or [])]
+    configured = Settings.load(getattr(args, "config", None)).file_roots
+    roots += [r for r in configured.split(os.pathsep) if r]
+    return read_file(path_arg, roots=roots)
 
 
 # -- classify ---------------------------------------------------------------------------------
@@ -56,7 +63,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     contexts: list[ColumnContext] = []
     if args.schema:
-        contexts = _schema_contexts(args.schema, args.dataset)
+        contexts = _schema_contexts(args.schema, args.dataset, args)
     contexts += [ColumnContext(name=n, dataset_name=args.dataset) for n in args.columns]
     if not contexts:
         raise LacunaError("give column names or --schema FILE")
@@ -93,7 +100,8 @@ def _column_row(name: str, c: Classification) -> dict[str, Any]:
     }
 
 
-def _schema_contexts(path: str, dataset: str | None) -> list[Any]:
+def _schema_contexts(path: str, dataset: str | None,
+                     args: argparse.Namespace | None = None) -> list[Any]:
     """A schema file: JSON/YAML list of names or of {name, type, description}, or an
     OpenLineage schema facet ({"fields": [...]})."""
     import yaml
@@ -101,7 +109,7 @@ def _schema_contexts(path: str, dataset: str | None) -> list[Any]:
     from lacuna_orchestration.classify.pipeline import ColumnContext
 
     try:
-        data = yaml.safe_load(_read_text(path))
+        data = yaml.safe_load(_read_text(path, args))
     except yaml.YAMLError as err:
         raise LacunaError(f"{path}: not valid JSON or YAML: {err}") from None
     if isinstance(data, dict):
@@ -130,7 +138,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     events: list[tuple[str, Any]] = []
     for path in args.files:
-        events += [(path, e) for e in parse_events(_read_text(path))]
+        events += [(path, e) for e in parse_events(_read_text(path, args))]
     accepted = refused = denied = 0
     problems: list[str] = []
     with _governor(args) as gov, Progress(console=err_console, transient=True,
@@ -233,14 +241,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # -- audit ------------------------------------------------------------------------------------
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.audit_command == "keygen":
+        from lacuna_orchestration.audit.checkpoints import generate_key
+
+        key = generate_key(args.path, args.algorithm)
+        console.print(f"wrote {key.algorithm} checkpoint key {key.key_id} to {args.path}"
+                      + (f" (public key: {args.path}.pub)" if key.algorithm == "ed25519" else ""),
+                      markup=False)
+        return 0
     with _governor(args) as gov:
         if args.audit_command == "verify":
             report = gov.verify_audit()
             if args.json:
-                _print_json(report.to_dict() if hasattr(report, "to_dict") else vars(report))
+                _print_json(report.to_dict())
             else:
                 console.print(report.message, markup=False)
             return 0 if report.ok else 4
+        if args.audit_command == "checkpoint":
+            cp = gov.write_checkpoint(force=args.force)
+            if args.json:
+                _print_json({**cp.body(), "sig": cp.signature})
+            else:
+                console.print(f"checkpoint of {cp.tenant!r}: {cp.count:,} records, head "
+                              f"{cp.head_hash[:16]}, {cp.algorithm} key {cp.key_id}, {cp.time}",
+                              markup=False)
+            return 0
         records = gov.audit.tail(args.n)
         if args.json:
             _print_json([r.to_dict() for r in records])
@@ -313,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "./lacuna.yaml)")
     parser.add_argument("--database-url", help="store URL (default: $LACUNA_DATABASE_URL or "
                         "sqlite:///.lacuna/lacuna.db)")
+    parser.add_argument("--allow-dir", action="append", default=[], metavar="DIR",
+                        help="also read file arguments from DIR (the working directory and "
+                        "$LACUNA_FILE_ROOTS always may)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="classify column names or a schema file")
@@ -349,8 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="verify or read the audit chain")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    v = asub.add_parser("verify", help="recompute every link of the chain")
+    v = asub.add_parser("verify", help="recompute every link of the chain (and check the "
+                        "signed checkpoints when a key is configured)")
     v.add_argument("--json", action="store_true")
+    c = asub.add_parser("checkpoint", help="sign the chain's head into the checkpoint log")
+    c.add_argument("--force", action="store_true", help="sign even if nothing was appended")
+    c.add_argument("--json", action="store_true")
+    k = asub.add_parser("keygen", help="write a new checkpoint signing key")
+    k.add_argument("path")
+    k.add_argument("--algorithm", choices=["ed25519", "hmac-sha256"], default="ed25519")
     t = asub.add_parser("tail", help="show the newest records")
     t.add_argument("-n", type=int, default=20)
     t.add_argument("--json", action="store_true")
@@ -367,10 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
     pt = psub.add_parser("test", help="run the Rego unit tests")
     pt.add_argument("--policy-dir")
     p.set_defaults(handler=cmd_policy)
-
-    from lacuna_orchestration.server_cli import add_server_parsers
-
-    add_server_parsers(sub)
     return parser
 
 

@@ -23,12 +23,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from lacuna_orchestration.audit.checkpoints import (
+    Checkpoint,
+    CheckpointLog,
+    load_key,
+    write_checkpoint,
+)
 from lacuna_orchestration.audit.store import AuditStore
 from lacuna_orchestration.audit.verify import VerifyReport, verify
 from lacuna_orchestration.catalog import CatalogStore
 from lacuna_orchestration.classify.pipeline import CascadeClassifier, ColumnContext
 from lacuna_orchestration.db import check_connection, make_engine
-from lacuna_orchestration.errors import LacunaError, NotFound, ValidationError
+from lacuna_orchestration.errors import ConfigError, LacunaError, NotFound, ValidationError
 from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.lineage.graph import DatasetNode, LineageGraph
 from lacuna_orchestration.lineage.openlineage import DatasetSnapshot, LineageEvent, parse_event
@@ -93,6 +99,11 @@ class Governor:
         self.catalog = CatalogStore(self.engine, s.tenant)
         self.audit = AuditStore(self.engine, s.tenant)
         self.exceptions = ExceptionRegistry(self.engine)
+        self.checkpoints = (
+            CheckpointLog(s.checkpoint_dir, s.tenant, load_key(s.checkpoint_key_file))
+            if s.checkpoint_key_file
+            else None
+        )
         for store in (self.catalog, self.audit, self.exceptions):
             store.create_schema()
         self.classifier = classifier or CascadeClassifier.from_settings(s)
@@ -100,6 +111,7 @@ class Governor:
         self.graph = self.catalog.load(LineageGraph())
         self._lock = threading.RLock()
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
+        self._graph_stale = False
 
     @classmethod
     def open(cls, config_file: str | None = None, **overrides: Any) -> Governor:
@@ -123,49 +135,77 @@ class Governor:
         """Take one OpenLineage event (dict, JSON text or openlineage-python object).
 
         Raises ``IngestError`` for an invalid event (nothing is written) and ``StoreError``
-        when the store cannot be written (nothing is acknowledged).
+        when the store cannot be written (nothing is acknowledged). The audit records are
+        written first, then the catalog: a failure in between leaves an audited event whose
+        catalog rows a retry writes, never catalog changes nobody audited. After any failure
+        the in-memory graph is reloaded from the store and no decision is remembered, so a
+        retry decides and audits again.
         """
         parsed = parse_event(event)
         with self._lock:
-            touched = self._apply(parsed)
-            updated = self.graph.propagate(touched)
-            decisions = self._decide_outputs(parsed)
-            who = actor or parsed.user or self.settings.user
-            records = [
-                AuditRecord(
-                    actor=who,
-                    action="lineage.ingest",
-                    resource=parsed.job or (parsed.outputs[0].ref.key if parsed.outputs else ""),
-                    reason=f"{parsed.kind} event {parsed.event_type}".strip(),
-                    via=via,
-                    run_id=parsed.run_id,
-                    details={
-                        "producer": parsed.producer,
-                        "operation": parsed.operation.value,
-                        "inputs": [d.ref.key for d in parsed.inputs],
-                        "outputs": [d.ref.key for d in parsed.outputs],
-                        "reclassified": {
-                            k: self.graph.node(k).effective.describe() for k in updated
-                        },
+            self._ensure_graph()
+            try:
+                return self._ingest_locked(parsed, via, actor)
+            except BaseException:
+                self._restore_graph()
+                raise
+
+    def _ingest_locked(self, parsed: LineageEvent, via: str, actor: str | None) -> IngestResult:
+        touched = self._apply(parsed)
+        updated = self.graph.propagate(touched)
+        decisions = self._decide_outputs(parsed)
+        who = actor or parsed.user or self.settings.user
+        records = [
+            AuditRecord(
+                actor=who,
+                action="lineage.ingest",
+                resource=parsed.job or (parsed.outputs[0].ref.key if parsed.outputs else ""),
+                reason=f"{parsed.kind} event {parsed.event_type}".strip(),
+                via=via,
+                run_id=parsed.run_id,
+                details={
+                    "producer": parsed.producer,
+                    "operation": parsed.operation.value,
+                    "inputs": [d.ref.key for d in parsed.inputs],
+                    "outputs": [d.ref.key for d in parsed.outputs],
+                    "reclassified": {
+                        k: self.graph.node(k).effective.describe() for k in updated
                     },
-                    tenant=self.settings.tenant,
-                )
-            ]
-            fresh = [d for d, new in decisions if new]
-            records += [
-                self._decision_record(d, who, via, parsed.run_id, "policy.decision")
-                for d in fresh
-            ]
-            keys = set(touched) | set(updated)
-            self.catalog.save(
-                (self.graph.node(k) for k in keys),
-                (e for e in self.graph.edges() if e[1] in keys),
-                fresh,
-                parsed.run_id,
+                },
+                tenant=self.settings.tenant,
             )
-            written = self.audit.append_many(records)
-        return IngestResult(parsed, tuple(d for d, _ in decisions), tuple(updated),
+        ]
+        fresh = [(key, d) for key, d, new in decisions if new]
+        records += [
+            self._decision_record(d, who, via, parsed.run_id, "policy.decision")
+            for _, d in fresh
+        ]
+        keys = set(touched) | set(updated)
+        written = self.audit.append_many(records)
+        self.catalog.save(
+            (self.graph.node(k) for k in keys),
+            (e for e in self.graph.edges() if e[1] in keys),
+            [d for _, d in fresh],
+            parsed.run_id,
+        )
+        for key, decision in fresh:  # remembered once audited: a retry re-decides otherwise
+            self._remember(key, decision)
+        return IngestResult(parsed, tuple(d for _, d, _ in decisions), tuple(updated),
                             tuple(written))
+
+    def _ensure_graph(self) -> None:
+        if self._graph_stale:
+            self.graph = self.catalog.load(LineageGraph())
+            self._graph_stale = False
+
+    def _restore_graph(self) -> None:
+        """Put back the graph the store holds (ingest changes it in place before writing);
+        if the store cannot be read now, reload before the graph is used next."""
+        try:
+            self.graph = self.catalog.load(LineageGraph())
+            self._graph_stale = False
+        except LacunaError:
+            self._graph_stale = True
 
     def _apply(self, ev: LineageEvent) -> list[str]:
         """Update nodes and edges from the event; return the keys that need recomputing."""
@@ -240,7 +280,10 @@ class Governor:
         node.own = own
 
     # -- decisions ---------------------------------------------------------------------------
-    def _decide_outputs(self, ev: LineageEvent) -> list[tuple[Decision, bool]]:
+    def _decide_outputs(
+        self, ev: LineageEvent
+    ) -> list[tuple[tuple[str, str, str], Decision, bool]]:
+        """(cache key, decision, decided now?) per output of a gated run event."""
         if ev.kind != "run" or ev.event_type not in GATED_STATES:
             return []
         out = []
@@ -248,7 +291,7 @@ class Governor:
             key = (ev.run_id, snap.ref.key, ev.operation.value)
             cached = self._decided.get(key)
             if cached is not None:
-                out.append((cached, False))
+                out.append((key, cached, False))
                 continue
             op = Operation(
                 kind=ev.operation,
@@ -260,15 +303,8 @@ class Governor:
                 code=ev.job,
                 run_id=ev.run_id,
             )
-            decision = self._decide(op)
-            self._remember(key, decision)
-            out.append((decision, True))
+            out.append((key, self._decide(op), True))
         return out
-
-    def _remember(self, key: tuple[str, str, str], decision: Decision) -> None:
-        self._decided[key] = decision
-        if len(self._decided) > DECIDED_CACHE:
-            self._decided.popitem(last=False)
 
     def source_classification(self, sources: Iterable[DatasetRef]) -> Classification:
         """What flows out of ``sources`` together (the join rule over their effective labels)."""
@@ -327,17 +363,22 @@ class Governor:
         """Answer a gate question without an event; the decision is audited."""
         with self._lock:
             decision = self._decide(operation)
-            if operation.run_id and operation.destination is not None:
-                # the run's START/COMPLETE events reuse this answer instead of deciding again
-                self._remember((operation.run_id, operation.destination.key,
-                                operation.kind.value), decision)
-            self.catalog.save_decisions([decision], operation.run_id)
             record = self._decision_record(
                 decision, operation.user, via, operation.run_id, "gate.check",
                 details={"operation": operation.to_dict()},
             )
-            self.audit.append_many([record])
+            self.audit.append_many([record])  # audited first: no decision the chain lacks
+            self.catalog.save_decisions([decision], operation.run_id)
+            if operation.run_id and operation.destination is not None:
+                # the run's START/COMPLETE events reuse this audited answer
+                self._remember((operation.run_id, operation.destination.key,
+                                operation.kind.value), decision)
         return decision
+
+    def _remember(self, key: tuple[str, str, str], decision: Decision) -> None:
+        self._decided[key] = decision
+        if len(self._decided) > DECIDED_CACHE:
+            self._decided.popitem(last=False)
 
     def register_lineage(
         self,
@@ -464,7 +505,17 @@ class Governor:
 
     # -- audit ------------------------------------------------------------------------------
     def verify_audit(self) -> VerifyReport:
-        return verify(self.audit)
+        """Verify the chain, and hold it against the signed checkpoints when a key is set."""
+        return verify(self.audit, checkpoints=self.checkpoints)
+
+    def write_checkpoint(self, *, force: bool = False) -> Checkpoint:
+        """Sign the chain's current head into the checkpoint log (see audit.checkpoints)."""
+        if self.checkpoints is None:
+            raise ConfigError(
+                "no checkpoint key configured: set checkpoint_key_file "
+                "(LACUNA_CHECKPOINT_KEY_FILE); `lacuna audit keygen PATH` makes one"
+            )
+        return write_checkpoint(self.audit, self.checkpoints, force=force)
 
 
 def _location(ref: DatasetRef | None) -> str:

@@ -76,6 +76,21 @@ class Settings(BaseModel):
     llm_timeout_s: float = 10.0
     llm_max_retries: int = 2
     user: str = Field(default_factory=lambda: os.environ.get("USER", "unknown"))
+    file_roots: str = Field(
+        default="",
+        description="Directories (os.pathsep-separated) that CLI file arguments may also come "
+        "from; the working directory always may. Anything else is refused (path traversal).",
+    )
+    checkpoint_dir: str = Field(
+        default=str(DEFAULT_STATE_DIR / "checkpoints"),
+        description="Where signed audit checkpoints are appended, one JSONL file per tenant; "
+        "keep it off the database host.",
+    )
+    checkpoint_key_file: str | None = Field(
+        default=None,
+        description="Checkpoint signing key (Ed25519 PEM or HMAC secret) or, for verification "
+        "only, an Ed25519 public key; None = no checkpoints.",
+    )
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -17,7 +17,8 @@ PIPELINE = ROOT / "example_project" / "openlineage" / "pipeline.ndjson"
 @pytest.fixture()
 def run(tmp_path):
     env = {**os.environ, "LACUNA_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-           "LACUNA_POLICY_DIR": str(ROOT / "policies"), "COLUMNS": "200"}
+           "LACUNA_POLICY_DIR": str(ROOT / "policies"), "COLUMNS": "200",
+           "LACUNA_FILE_ROOTS": str(ROOT)}
 
     def _run(*args: str, ok: bool | None = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "lacuna_orchestration.cli", *args],

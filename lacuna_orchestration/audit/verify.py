@@ -18,6 +18,10 @@ a record rewritten *and* re-hashed        the next record: ``prev_hash`` no long
 Rows are streamed from one snapshot (:meth:`AuditStore.scan`) and hashed from the stored JSON
 text as is, so verification neither blocks writers nor re-parses the free-form fields.
 
+A tail truncated *together with* a head row moved back to match, or history rewritten and
+re-hashed to the end, leaves a valid chain: ``verify(store, checkpoints=log)`` also holds the
+chain against signed checkpoints kept outside the database (:mod:`.checkpoints`).
+
 >>> from lacuna_orchestration.db import make_engine
 >>> from lacuna_orchestration.audit.store import AuditStore
 >>> store = AuditStore(make_engine("sqlite:///:memory:"))
@@ -36,7 +40,7 @@ import multiprocessing
 from collections.abc import Iterable, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -50,7 +54,10 @@ from lacuna_orchestration.audit.store import (
 )
 from lacuna_orchestration.errors import AuditIntegrityError, StoreError
 
-__all__ = ["VerifyReport", "verify", "verify_rows"]
+if TYPE_CHECKING:
+    from lacuna_orchestration.audit.checkpoints import CheckpointLog
+
+__all__ = ["VerifyReport", "verify", "verify_after", "verify_rows"]
 
 
 _SPLIT = ',"details":'
@@ -65,6 +72,11 @@ class VerifyReport:
     ``count`` is how many records verified before the first problem (all of them when
     ``ok``); ``head_hash`` is the hash of the last of those. ``first_bad_record_id`` is
     ``None`` when the bad position holds no record (a deleted one).
+
+    With checkpoints: ``checkpoints`` is how many signed checkpoints checked out,
+    ``checkpoint_seq`` the ``seq`` the latest of them attests (``None``: no checkpoint), and
+    ``checkpoint_problem`` what is wrong with the checkpoint log itself (a bad signature, a
+    removed line); such a problem fails the report even when every record verifies.
     """
 
     ok: bool
@@ -74,22 +86,55 @@ class VerifyReport:
     first_bad_record_id: str | None = None
     problem: str = ""
     tenant: str = "default"
+    checkpoints: int = 0
+    checkpoint_seq: int | None = None
+    checkpoint_problem: str = ""
 
     @property
     def message(self) -> str:
         """One line for a terminal or a log."""
         if self.ok:
-            return (
+            text = (
                 f"audit chain {self.tenant!r} verified: {self.count:,} records, "
                 f"head {self.head_hash[:16]}"
+            )
+            if self.checkpoint_seq is not None:
+                text += (
+                    f"; {self.checkpoints:,} signed checkpoint(s) agree, the latest at seq "
+                    f"{self.checkpoint_seq:,}"
+                )
+            return text
+        if not self.problem:  # every record verifies; the checkpoint log does not
+            return (
+                f"audit chain {self.tenant!r}: {self.count:,} records verify, but the "
+                f"checkpoint log is not intact: {self.checkpoint_problem}"
             )
         where = f"seq {self.first_bad_seq}"
         if self.first_bad_record_id:
             where += f" (record {self.first_bad_record_id})"
-        return (
+        text = (
             f"audit chain {self.tenant!r} is broken at {where}: {self.problem}; "
             f"{self.count:,} records before it verify"
         )
+        if self.checkpoint_problem:
+            text += f"; the checkpoint log is not intact either: {self.checkpoint_problem}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``message`` included)."""
+        return {
+            "ok": self.ok,
+            "tenant": self.tenant,
+            "count": self.count,
+            "head_hash": self.head_hash,
+            "first_bad_seq": self.first_bad_seq,
+            "first_bad_record_id": self.first_bad_record_id,
+            "problem": self.problem,
+            "checkpoints": self.checkpoints,
+            "checkpoint_seq": self.checkpoint_seq,
+            "checkpoint_problem": self.checkpoint_problem,
+            "message": self.message,
+        }
 
     def raise_if_broken(self) -> None:
         """Raise ``AuditIntegrityError`` carrying the first bad seq and record id."""
@@ -99,9 +144,19 @@ class VerifyReport:
             )
 
 
-def verify(store: AuditStore, *, workers: int = 1, min_per_worker: int = 10_000) -> VerifyReport:
+def verify(
+    store: AuditStore,
+    *,
+    workers: int = 1,
+    min_per_worker: int = 10_000,
+    checkpoints: CheckpointLog | None = None,
+) -> VerifyReport:
     """Verify ``store``'s chain from one consistent snapshot; never raises for a broken
     chain (read the report), only ``StoreError`` when the database cannot be read.
+
+    ``checkpoints``: also hold the chain against that signed checkpoint log (same snapshot),
+    which catches a truncated tail whose head row was moved back and history rewritten and
+    re-hashed to the end (see :mod:`.checkpoints`).
 
     ``workers > 1`` hashes contiguous ranges in that many processes and stitches them at
     their boundaries; the report is the same as a sequential walk's. Worth it for large
@@ -116,8 +171,33 @@ def verify(store: AuditStore, *, workers: int = 1, min_per_worker: int = 10_000)
         workers = min(workers, total // max(min_per_worker, 1))
         source = snapshot.source(store.engine) if workers > 1 else None
         if source is None or head is None:
-            return verify_rows(snapshot.rows(), head, tenant=store.tenant)
-        return _verify_parallel(snapshot, source, head, workers, store.database)
+            report = verify_rows(snapshot.rows(), head, tenant=store.tenant)
+        else:
+            report = _verify_parallel(snapshot, source, head, workers, store.database)
+        if checkpoints is not None:
+            report = checkpoints.check(snapshot, report)
+        return report
+
+
+def verify_after(snapshot: ChainScan, after: ChainHead, *, tenant: str) -> VerifyReport:
+    """Verify only what was appended after ``after`` (a head verified earlier, e.g. the
+    latest signed checkpoint): the record at ``after.seq`` must still carry ``after.hash``,
+    then every later record must link on from it up to the head row. What a checkpoint
+    writer checks before it signs; ``count`` in the report includes the trusted prefix.
+    """
+    head = snapshot.head
+    if after.seq > 0:
+        row = next(iter(snapshot.rows(first_seq=after.seq, last_seq=after.seq)), None)
+        snapshot.close()
+        record_id = None if row is None else row[AUDIT_COLUMNS.index("record_id")]
+        if row is None or row[AUDIT_COLUMNS.index("hash")] != after.hash:
+            problem = "it is missing" if row is None else "its hash is not the one last attested"
+            return VerifyReport(
+                False, after.seq - 1, GENESIS_HASH, after.seq, record_id,
+                f"{problem} (history was rewritten or removed)", tenant,
+            )  # fmt: skip
+    start = _Walk(expected=after.seq + 1, prev=after.hash)
+    return verify_rows(snapshot.rows(first_seq=after.seq + 1), head, tenant=tenant, start=start)
 
 
 @dataclass(frozen=True, slots=True)

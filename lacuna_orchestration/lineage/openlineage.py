@@ -164,11 +164,11 @@ class OpenLineageTranslator:
         if not isinstance(facet, Mapping):
             return {}
         out: dict[str, tuple[ColumnSource, ...]] = {}
-        for column, spec in (facet.get("fields") or {}).items():
+        for column, spec in _object(facet.get("fields"), "columnLineage.fields").items():
             if not isinstance(spec, Mapping):
                 continue
             sources = []
-            for src in spec.get("inputFields") or ():
+            for src in _list(spec.get("inputFields"), f"columnLineage.fields.{column}"):
                 if not isinstance(src, Mapping) or not src.get("name") or not src.get("field"):
                     continue
                 kind, masking = _transformation(src.get("transformations"), spec)
@@ -214,12 +214,15 @@ class OpenLineageTranslator:
 
         tag_facet = facets.get("tags")
         if isinstance(tag_facet, Mapping):
-            for entry in tag_facet.get("tags") or ():
+            for entry in _list(tag_facet.get("tags"), "tags.tags"):
                 if not isinstance(entry, Mapping):
                     continue
                 key = str(entry.get("key", "")).lower()
                 if key in ("classification", "tier", "lacuna", "sensitivity", "tag"):
-                    label(entry.get("field"), entry.get("value"))
+                    column = entry.get("field")
+                    if column is not None and not isinstance(column, str):
+                        raise IngestError("facet tags: a tag's field must be a column name")
+                    label(column, entry.get("value"))
         ours = facets.get(LACUNA_FACET)
         if isinstance(ours, Mapping):
             if ours.get("classification"):
@@ -228,13 +231,13 @@ class OpenLineageTranslator:
                 except ValidationError as err:
                     raise IngestError(f"facet lacuna.classification: {err}") from None
                 tier = found if tier is None else max(tier, found)
-            for t in ours.get("tags") or ():
+            for t in _list(ours.get("tags"), "lacuna.tags"):
                 tags.add(normalize_tag(str(t)))
-            for column, spec in (ours.get("columns") or {}).items():
+            for column, spec in _object(ours.get("columns"), "lacuna.columns").items():
                 if isinstance(spec, Mapping):
                     if spec.get("classification"):
                         label(str(column), spec["classification"])
-                    for t in spec.get("tags") or ():
+                    for t in _list(spec.get("tags"), f"lacuna.columns.{column}.tags"):
                         label(str(column), t)
         return tier, frozenset(tags), columns
 
@@ -242,10 +245,11 @@ class OpenLineageTranslator:
         ours = facets.get(LACUNA_FACET)
         if not isinstance(ours, Mapping):
             return {}
-        samples = ours.get("samples") or {}
-        if not isinstance(samples, Mapping):
-            return {}
-        return {str(k): tuple(str(v) for v in (vals or ())[:50]) for k, vals in samples.items()}
+        samples = _object(ours.get("samples"), "lacuna.samples")
+        return {
+            str(k): tuple(str(v) for v in _list(vals, f"lacuna.samples.{k}")[:50])
+            for k, vals in samples.items()
+        }
 
     def get_description(self, facets: Mapping[str, Any]) -> str:
         doc = facets.get("documentation")
@@ -276,6 +280,24 @@ class OpenLineageTranslator:
             description=self.get_description(facets),
             facets=dict(facets),
         )
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """A facet part that must be a JSON object (absent or null: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise IngestError(f"facet {where:.80} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    """A facet part that must be a JSON array (absent or null: empty)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IngestError(f"facet {where:.80} must be a list, got {type(value).__name__}")
+    return value
 
 
 def _flatten_fields(fields: Any, prefix: str) -> list[FieldInfo]:
@@ -321,7 +343,8 @@ def _transformation(transformations: Any, spec: Mapping[str, Any]) -> tuple[str,
 
 
 def _load(payload: Any) -> dict[str, Any]:
-    if isinstance(payload, (bytes, bytearray, memoryview, str)):
+    from_text = isinstance(payload, (bytes, bytearray, memoryview, str))
+    if from_text:
         raw = bytes(payload, "utf-8") if isinstance(payload, str) else bytes(payload)
         if len(raw) > MAX_EVENT_BYTES:
             raise IngestError(
@@ -338,6 +361,16 @@ def _load(payload: Any) -> dict[str, Any]:
             f"an OpenLineage event must be a JSON object, got {type(payload).__name__}"
         )
     _check_depth(payload)
+    if not from_text:
+        # Already parsed: hold it to the same size limit as JSON text, and refuse what cannot
+        # be written as JSON (lone surrogates, integers beyond 64 bits, non-string keys) now,
+        # not half-way through the catalog and audit writes.
+        try:
+            size = len(orjson.dumps(payload))
+        except orjson.JSONEncodeError as err:
+            raise IngestError(f"event cannot be written as JSON: {err}") from None
+        if size > MAX_EVENT_BYTES:
+            raise IngestError(f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,} bytes")
     return dict(payload)
 
 
@@ -354,15 +387,27 @@ def _from_openlineage_object(obj: Any) -> Any:
 
 
 def _check_depth(payload: Any) -> None:
+    """Refuse events nested deeper than ``MAX_NESTING`` and text no store can hold the same:
+    a NUL character (PostgreSQL text cannot contain one) anywhere, in a key or a value."""
     stack: list[tuple[Any, int]] = [(payload, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
             raise IngestError(f"event is nested deeper than {MAX_NESTING} levels")
         if isinstance(node, Mapping):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (Mapping, list)))
+            for key, value in node.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise IngestError("event contains a NUL character (\\u0000) in a key")
+                if isinstance(value, (Mapping, list)):
+                    stack.append((value, depth + 1))
+                elif isinstance(value, str) and "\x00" in value:
+                    raise IngestError(f"event contains a NUL character (\\u0000) at {key!r:.60}")
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (Mapping, list)))
+            for value in node:
+                if isinstance(value, (Mapping, list)):
+                    stack.append((value, depth + 1))
+                elif isinstance(value, str) and "\x00" in value:
+                    raise IngestError("event contains a NUL character (\\u0000) in a list")
 
 
 def _require_str(data: Mapping[str, Any], key: str, where: str) -> str:
@@ -433,7 +478,10 @@ def _check_facets(data: Mapping[str, Any], kind: str) -> None:
     if kind == "dataset":
         _check_facet_map(data["dataset"].get("facets"), "dataset.facets", deletable=True)
     for key, extra in (("inputs", "inputFacets"), ("outputs", "outputFacets")):
-        for i, item in enumerate(data.get(key) or ()):
+        items = data.get(key)
+        if items is not None and not isinstance(items, list):
+            raise IngestError(f"{key} must be a list of datasets")
+        for i, item in enumerate(items or ()):
             if isinstance(item, Mapping):
                 _check_facet_map(item.get("facets"), f"{key}[{i}].facets", deletable=True)
                 _check_facet_map(item.get(extra), f"{key}[{i}].{extra}", deletable=False)
@@ -462,8 +510,9 @@ def parse_event(payload: Any, translator: OpenLineageTranslator | None = None) -
         _require_str(job, "namespace", "job.")
         _require_str(job, "name", "job.")
         event_type = data.get("eventType")
-        if event_type is not None and (not isinstance(event_type, str)
-                                       or event_type not in RUN_STATES):
+        if event_type is not None and (
+            not isinstance(event_type, str) or event_type not in RUN_STATES
+        ):
             raise IngestError(
                 f"eventType {event_type!r} is not one of {', '.join(sorted(RUN_STATES))}"
             )

@@ -124,7 +124,7 @@ def test_dataset_and_job_events_are_accepted(sqlite_client: TestClient) -> None:
         (orjson.dumps({"eventTime": "2026-01-01T00:00:00Z"}), {}, 400, "producer"),
         (orjson.dumps(export_event() | {"eventType": "EXPLODE"}), {}, 400, "eventType"),
         (orjson.dumps(export_event() | {"eventTime": "yesterday"}), {}, 400, "eventTime"),
-        (orjson.dumps(export_event() | {"eventType": ["START"]}), {}, 400, "body"),
+        (orjson.dumps(export_event() | {"eventType": ["START"]}), {}, 400, "eventType"),
         (orjson.dumps({**export_event(), "run": {"runId": "not-a-uuid"}}), {}, 400,
          "run.runId"),
         (orjson.dumps({**export_event(), "inputs": [{"namespace": "file"}]}), {}, 400,
