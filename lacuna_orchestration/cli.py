@@ -402,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt = psub.add_parser("test", help="run the Rego unit tests")
     pt.add_argument("--policy-dir")
     p.set_defaults(handler=cmd_policy)
+
+    from lacuna_orchestration.server_cli import add_server_parsers
+
+    add_server_parsers(sub)
     return parser
 
 

@@ -108,3 +108,11 @@ def test_unreachable_database(run, tmp_path) -> None:
 def test_policy_test_command(run) -> None:
     out = run("policy", "test").stdout
     assert "passed, 0 failed" in out
+
+
+def test_every_command_is_registered() -> None:
+    from lacuna_orchestration.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"classify", "ingest", "lineage", "check", "audit", "decisions", "policy", "serve",
+            "dev", "report", "exception", "keys", "archive", "migrate"} <= set(sub.choices)
