@@ -94,15 +94,14 @@ def main() -> None:
     gov.close()
     console.print(f"\nStore written to {db}")
 
-    for name, title, hint in INTEGRATIONS:
-        module = _load(HERE / name / "run_demo.py", f"lacuna_demo_{name}")
-        step(title, lambda m=module, n=name: m.run_demo(OUT / n, echo=_echo), hint)
-
-
-INTEGRATIONS = [
-    ("dagster", "Dagster: assets gated before they write, tiers on every asset",
-     "run `python example_project/dagster/run_demo.py` to see the full error"),
-]
+    dagster = _load(HERE / "dagster" / "run_demo.py", "lacuna_demo_dagster")
+    step("Dagster: assets gated before they write, tiers on every asset",
+         lambda: dagster.run_demo(OUT / "dagster", echo=_echo),
+         "run `python example_project/dagster/run_demo.py` to see the full error")
+    dbt = _load(HERE / "dbt" / "run_demo.py", "lacuna_demo_dbt")
+    step("dbt: models classified from meta and columns, the PII export stopped before it builds",
+         lambda: dbt.run_demo(out_dir=OUT / "dbt"),
+         "run `python example_project/dbt/run_demo.py` to see the full error")
 
 
 def _echo(text: str) -> None:

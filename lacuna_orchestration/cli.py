@@ -403,9 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--policy-dir")
     p.set_defaults(handler=cmd_policy)
 
+    from lacuna_orchestration.integrations.dbt.cli import add_dbt_parser
     from lacuna_orchestration.server_cli import add_server_parsers
 
     add_server_parsers(sub)
+    add_dbt_parser(sub)
     return parser
 
 

@@ -184,7 +184,7 @@ class Governor:
         written = self.audit.append_many(records)
         self.catalog.save(
             (self.graph.node(k) for k in keys),
-            (e for e in self.graph.edges() if e[1] in keys),
+            (e for k in keys for e in self.graph.in_edges(k)),
             [d for _, d in fresh],
             parsed.run_id,
         )

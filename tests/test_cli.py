@@ -115,4 +115,4 @@ def test_every_command_is_registered() -> None:
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"classify", "ingest", "lineage", "check", "audit", "decisions", "policy", "serve",
-            "dev", "report", "exception", "keys", "archive", "migrate"} <= set(sub.choices)
+            "dev", "report", "exception", "keys", "archive", "migrate", "dbt"} <= set(sub.choices)

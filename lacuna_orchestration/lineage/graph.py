@@ -242,6 +242,13 @@ class LineageGraph:
         for src, dst, data in self.g.edges(data=True):
             yield src, dst, data["operation"], data.get("job", "")
 
+    def in_edges(self, key: str) -> Iterator[tuple[str, str, OperationKind, str]]:
+        """The edges into ``key`` (what a changed node needs saved), without scanning the graph."""
+        if key not in self.g:
+            return
+        for src, dst, data in self.g.in_edges(key, data=True):
+            yield src, dst, data["operation"], data.get("job", "")
+
     def resolve(self, name: str) -> str:
         """Find a node from a key, a name, or a short name; refuse ambiguous names."""
         if name in self.g:
