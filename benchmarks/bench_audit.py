@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import os
 import platform
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -37,6 +37,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Check, Row, write_results
+
 from lacuna_orchestration.audit.batcher import AuditBatcher
 from lacuna_orchestration.audit.chain import ChainHead, canonical_json, link
 from lacuna_orchestration.audit.store import AUDIT_COLUMNS, AuditStore
@@ -45,7 +49,6 @@ from lacuna_orchestration.db import make_engine
 from lacuna_orchestration.model import AuditRecord
 
 BATCH = 1000
-RESULTS = Path(__file__).resolve().parent / "results" / "audit.json"
 DEFAULT_PG = os.environ.get("LACUNA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGETS = {"postgres_appends_per_s": 20_000, "postgres_vs_raw_copy": 0.8, "verify_per_s": 500_000}
 
@@ -337,9 +340,36 @@ def main() -> None:
     lines = [title, f"{'measure':<46}{'records/s':>12}  note"]
     lines += [f"{name:<46}{round(value):>12,}  {note}" for name, value, note in rows]
     print("\n".join(lines))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_results('audit', rows_of(result), result)}")
+
+
+def rows_of(result: dict[str, Any]) -> list[Row]:
+    """The harness's rows: appends next to raw COPY, verification next to plain SHA-256."""
+    sq, pg, workers = result["sqlite"], result["postgres"], result["verify_workers"]
+    sha = result["sha256_per_s"]
+    verify_checks = (Check("ours", ">=", TARGETS["verify_per_s"]),)
+    rows = [
+        Row("audit append, PostgreSQL, chained and committed", "/s", pg["append_per_s"],
+            baseline=pg["raw_copy_per_s"], baseline_label="raw COPY, same rows",
+            ratio=result["postgres_vs_raw_copy"], ratio_label="chained / COPY (median of runs)",
+            checks=(Check("ours", ">=", TARGETS["postgres_appends_per_s"]),
+                    Check("ratio", ">=", TARGETS["postgres_vs_raw_copy"])),
+            note=f"batch {result['batch']:,}"),
+        Row("audit append via AuditBatcher, PostgreSQL, 1 producer", "/s",
+            result["postgres_batcher_one_producer_per_s"], baseline=pg["append_per_s"],
+            baseline_label="append_many, batches of 1,000", ratio_label="batcher / batches"),
+        Row("audit append, SQLite, chained and committed", "/s", sq["append_per_s"]),
+    ]
+    for label, r in (("PostgreSQL", pg), ("SQLite", sq)):
+        best = max(r["verify_per_s"], r["verify_parallel_per_s"])
+        rows.append(Row(
+            f"audit verify, {label}", "/s", best, baseline=sha,
+            baseline_label="plain SHA-256, same bytes", ratio_label="verify / SHA-256",
+            checks=verify_checks,
+            note=f"1 process {round(r['verify_per_s']):,}/s, {workers} processes "
+                 f"{round(r['verify_parallel_per_s']):,}/s, read alone {round(r['read_per_s']):,}/s",
+        ))
+    return rows
 
 
 def _pg_version(url: str) -> str:
