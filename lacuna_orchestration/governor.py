@@ -59,6 +59,8 @@ from lacuna_orchestration.settings import Settings
 __all__ = ["Governor", "IngestResult"]
 
 DECIDED_CACHE = 4096
+UPSTREAM_DEPTH = 10  # levels of lineage put into a policy's input document ...
+UPSTREAM_LIMIT = 200  # ... and at most this many datasets
 GATED_STATES = frozenset({"START", "RUNNING", "COMPLETE", "OTHER"})
 
 
@@ -323,10 +325,13 @@ class Governor:
         dest_c = None
         if op.destination is not None and op.destination.key in self.graph:
             dest_c = self.graph.node(op.destination.key).effective
+        # Policies see the near upstream only: the full ancestry of a warehouse table can be
+        # thousands of datasets, and walking it dominated the gate on big catalogs.
         upstream: list[str] = []
         for ref in op.sources:
             if ref.key in self.graph:
-                upstream.extend(self.graph.upstream(ref.key))
+                upstream.extend(self.graph.upstream(ref.key, depth=UPSTREAM_DEPTH))
+        upstream = list(dict.fromkeys(upstream))[:UPSTREAM_LIMIT]
         input_doc = build_input(
             op, source_classification=source_c, destination_classification=dest_c,
             upstream=upstream,

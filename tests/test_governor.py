@@ -208,3 +208,20 @@ def test_ingest_json_text_and_bytes(gov: Governor) -> None:
     gov.ingest(json.dumps(event))
     gov.ingest(json.dumps(event).encode())
     assert gov.classification("b").tier is Tier.PROPRIETARY
+
+
+def test_policy_input_carries_the_near_upstream_only(gov: Governor, monkeypatch) -> None:
+    names = [f"t{i}" for i in range(15)]
+    for a, b in zip(names, names[1:], strict=False):
+        gov.register_lineage([a], b, "transform")
+    seen = {}
+    real = gov.decider.decide
+
+    def spy(input_doc, **kw):
+        seen.update(input_doc)
+        return real(input_doc, **kw)
+
+    monkeypatch.setattr(gov.decider, "decide", spy)
+    gov.check(Operation(OperationKind.EXPORT, (gov.ref("t14"),), EXPORT))
+    upstream = seen["lineage"]["upstream"]
+    assert len(upstream) == 10 and upstream[0].endswith("t13") and upstream[-1].endswith("t4")
