@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lacuna_orchestration.errors import LacunaError
-from lacuna_orchestration.model import Classification, DatasetRef, Operation, OperationKind
+from lacuna_orchestration.model import Classification, Operation, OperationKind
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

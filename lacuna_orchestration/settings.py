@@ -95,51 +95,61 @@ class Settings(BaseModel):
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
         values: dict[str, Any] = {}
-        path = Path(config_file) if config_file else _config_path()
+        path = Path(config_file) if config_file else config_path()
         if path is not None:
-            values.update(_read_yaml(path))
-        values.update(_from_env(os.environ))
+            values.update(read_yaml(path))
+        values.update(from_env(os.environ, ENV_PREFIX, set(cls.model_fields), CONFIG_ENV))
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
         except PydanticValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "settings"
-            raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+            raise first_error(err, "setting") from None
 
     def replace(self, **changes: Any) -> Settings:
         return self.model_copy(update=changes)
 
 
-def _config_path() -> Path | None:
-    named = os.environ.get(CONFIG_ENV)
+def config_path(env_name: str = CONFIG_ENV, default_name: str = "lacuna.yaml") -> Path | None:
+    """The settings file named by ``env_name``, else ``default_name`` in the working directory
+    when it exists (shared with the server's own settings file)."""
+    named = os.environ.get(env_name)
     if named:
         path = Path(named)
         if not path.is_file():
-            raise ConfigError(f"{CONFIG_ENV} names {named!r}, which is not a file")
+            raise ConfigError(f"{env_name} names {named!r}, which is not a file")
         return path
-    local = Path("lacuna.yaml")
+    local = Path(default_name)
     return local if local.is_file() else None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "config file") -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings")
+        raise ConfigError(f"{what} {path} must hold a mapping of settings")
     return data
 
 
-def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = set(Settings.model_fields)
+def from_env(
+    environ: Mapping[str, str], prefix: str, names: set[str], skip: str
+) -> dict[str, Any]:
+    """``<PREFIX><FIELD>`` variables for the given field names (``skip`` is the config-file
+    variable, which is not a field)."""
     out: dict[str, Any] = {}
     for key, value in environ.items():
-        if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
-            field = key[len(ENV_PREFIX) :].lower()
+        if key.startswith(prefix) and key != skip:
+            field = key[len(prefix) :].lower()
             if field in names:
                 out[field] = value
     return out
+
+
+def first_error(err: PydanticValidationError, label: str) -> ConfigError:
+    """One line naming the first invalid field."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or label
+    return ConfigError(f"invalid {label} {where}: {first['msg']}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from lacuna_orchestration.model import DatasetRef, OperationKind, Tier, format_timestamp, utcnow
 
-__all__ = ["DatasetSpec", "PRODUCER", "SCHEMA_URL", "build_run_event", "facet"]
+__all__ = ["PRODUCER", "SCHEMA_URL", "DatasetSpec", "build_run_event", "facet"]
 
 PRODUCER = "https://pypi.org/project/lacuna-orchestration/"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"

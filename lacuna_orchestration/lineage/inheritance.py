@@ -34,7 +34,7 @@ from lacuna_orchestration.model import (
     derived_tag,
 )
 
-__all__ = ["InheritanceRules", "ParentView", "SENSITIVE_TAGS"]
+__all__ = ["SENSITIVE_TAGS", "InheritanceRules", "ParentView"]
 
 # Tags that mark individual-level or regulated data: what anonymization must remove and what an
 # aggregate must not let through.

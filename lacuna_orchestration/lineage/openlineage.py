@@ -42,13 +42,13 @@ from lacuna_orchestration.model import (
 )
 
 __all__ = [
+    "MAX_EVENT_BYTES",
+    "SPEC_URL",
     "ColumnSource",
     "DatasetSnapshot",
     "FieldInfo",
     "LineageEvent",
-    "MAX_EVENT_BYTES",
     "OpenLineageTranslator",
-    "SPEC_URL",
     "parse_event",
     "parse_events",
 ]

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from lacuna_orchestration.errors import ConfigError
-from lacuna_orchestration.settings import Settings
+from lacuna_orchestration.settings import Settings, config_path, first_error, from_env, read_yaml
 
 __all__ = ["SERVER_CONFIG_ENV", "SERVER_ENV_PREFIX", "TENANT_PATTERN", "ServerSettings"]
 
@@ -104,18 +101,20 @@ class ServerSettings(BaseModel):
         **overrides: Any,
     ) -> ServerSettings:
         values: dict[str, Any] = {}
-        path = Path(config_file) if config_file else _config_path()
+        path = Path(config_file) if config_file else config_path(
+            SERVER_CONFIG_ENV, "lacuna-server.yaml"
+        )
         if path is not None:
-            values.update(_read_yaml(path))
-        values.update(_from_env(os.environ))
+            values.update(read_yaml(path, "server config"))
+            values.pop("core", None)  # the core settings have their own file (lacuna.yaml)
+        names = set(cls.model_fields) - {"core"}
+        values.update(from_env(os.environ, SERVER_ENV_PREFIX, names, SERVER_CONFIG_ENV))
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["core"] = core if core is not None else Settings.load()
         try:
             return cls(**values)
         except PydanticValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "server settings"
-            raise ConfigError(f"invalid server setting {where}: {first['msg']}") from None
+            raise first_error(err, "server setting") from None
 
     def replace(self, **changes: Any) -> ServerSettings:
         return self.model_copy(update=changes)
@@ -125,36 +124,3 @@ class ServerSettings(BaseModel):
         return self.core.database_url.startswith(("postgres://", "postgresql"))
 
 
-def _config_path() -> Path | None:
-    named = os.environ.get(SERVER_CONFIG_ENV)
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise ConfigError(f"{SERVER_CONFIG_ENV} names {named!r}, which is not a file")
-        return path
-    local = Path("lacuna-server.yaml")
-    return local if local.is_file() else None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as err:
-        raise ConfigError(f"cannot read server config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"server config {path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"server config {path} must hold a mapping of settings")
-    data.pop("core", None)  # the core settings have their own file (lacuna.yaml)
-    return data
-
-
-def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = set(ServerSettings.model_fields) - {"core"}
-    out: dict[str, Any] = {}
-    for key, value in environ.items():
-        if key.startswith(SERVER_ENV_PREFIX) and key != SERVER_CONFIG_ENV:
-            name = key[len(SERVER_ENV_PREFIX):].lower()
-            if name in names:
-                out[name] = value
-    return out

@@ -118,7 +118,14 @@ def test_huge_and_deep_payloads_are_refused() -> None:
 
 
 def test_openlineage_python_objects_are_accepted() -> None:
-    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.event_v2 import (
+        InputDataset,
+        Job,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+    )
     from openlineage.client.facet_v2 import schema_dataset
 
     event = RunEvent(
