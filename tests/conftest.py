@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
+from lacuna_orchestration.audit.store import AuditStore
 from lacuna_orchestration.db import make_engine
 
 PG_URL = os.environ.get("LACUNA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -45,3 +46,31 @@ def pg_engine(pg_schema: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run a test once on SQLite and once on PostgreSQL (requested by the audit suites)."""
+    return str(request.param)
+
+
+@pytest.fixture()
+def engine(backend: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    if backend == "postgres":
+        yield request.getfixturevalue("pg_engine")
+        return
+    sqlite = make_engine(request.getfixturevalue("sqlite_url"))
+    try:
+        yield sqlite
+    finally:
+        sqlite.dispose()
+
+
+@pytest.fixture()
+def store(engine: Engine) -> AuditStore:
+    audit = AuditStore(engine)
+    audit.create_schema()
+    return audit

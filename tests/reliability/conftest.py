@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from lacuna_orchestration.audit.checkpoints import Ed25519Key, HmacKey
-from lacuna_orchestration.audit.store import AuditStore
-from lacuna_orchestration.db import make_engine
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -23,31 +20,7 @@ for helper_dir in (TESTS / "audit", TESTS / "policy", TESTS / "classify", TESTS 
 
 from reliability_results import ResultBook
 
-BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture()
-def engine(backend: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    if backend == "postgres":
-        yield request.getfixturevalue("pg_engine")
-        return
-    sqlite = make_engine(request.getfixturevalue("sqlite_url"))
-    try:
-        yield sqlite
-    finally:
-        sqlite.dispose()
-
-
-@pytest.fixture()
-def store(engine: Engine) -> AuditStore:
-    audit = AuditStore(engine)
-    audit.create_schema()
-    return audit
+# backend / engine / store fixtures (SQLite and PostgreSQL) live in tests/conftest.py
 
 
 @pytest.fixture(scope="session")
