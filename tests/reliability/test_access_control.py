@@ -319,7 +319,10 @@ def test_no_secret_in_responses_or_the_audit_chain(world: World,
     made = world.client.post("/api/v1/keys", json={"role": "producer", "name": "ci"},
                              headers=auth(ADMIN_KEY))
     token = made.json()["key"]  # shown once, to its creator
-    secret = token.rsplit("_", 1)[-1]
+    # the token is lcn_<hex key id>_<secret>; the secret is url-safe base64 and may itself
+    # contain "_", so split after the key id, not at the last "_"
+    secret = token.split("_", 2)[2]
+    assert len(secret) >= 40
     listed = world.client.get("/api/v1/keys", headers=auth(ADMIN_KEY)).text
     assert secret not in listed and "salt" not in listed and "digest" not in listed
     bad = world.client.get("/api/v1/datasets", headers=auth(token[:-2] + "zz"))
