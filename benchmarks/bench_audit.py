@@ -29,17 +29,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Check, Row, write_results
+from common import Check, Row, fresh_schema, write_results
 
 from lacuna_orchestration.audit.batcher import AuditBatcher
 from lacuna_orchestration.audit.chain import ChainHead, canonical_json, link
@@ -169,23 +168,13 @@ def bench_sqlite(records: list[AuditRecord], workers: int) -> dict[str, float]:
             engine.dispose()
 
 
-@contextmanager
-def fresh_schema(url: str) -> Iterator[Engine]:
-    schema = f"bench_audit_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(url, schema=schema)
-    try:
-        yield engine
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def bench_postgres(
     records: list[AuditRecord], url: str, repeat: int, workers: int
 ) -> dict[str, float]:
     n = len(records)
-    with fresh_schema(url) as engine:
+    with fresh_schema("bench_audit", url) as engine:
         store = AuditStore(engine)
         store.create_schema()
         with engine.begin() as conn:
@@ -217,7 +206,7 @@ def bench_postgres(
 
 def bench_batcher(records: list[AuditRecord], url: str) -> float:
     """Group commit through AuditBatcher: one producer thread submitting as fast as it can."""
-    with fresh_schema(url) as engine:
+    with fresh_schema("bench_audit", url) as engine:
         store = AuditStore(engine)
         store.create_schema()
 

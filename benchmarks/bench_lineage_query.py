@@ -30,9 +30,7 @@ import argparse
 import random
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +38,10 @@ from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PG_URL, Check, Row, pg_reachable, print_rows, stats, write_results
+from common import PG_URL, Check, Row, fresh_schema, pg_reachable, print_rows, stats, write_results
 from synthetic import build_graph, copy_into_catalog
 
 from lacuna_orchestration.catalog import CatalogStore
-from lacuna_orchestration.db import make_engine
 from lacuna_orchestration.lineage.graph import LineageGraph
 
 TARGET_MS = 100.0
@@ -52,16 +49,6 @@ DEPTH = 10
 TENANT = "bench"
 
 
-@contextmanager
-def fresh_schema() -> Iterator[Engine]:
-    schema = f"bench_lineage_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(PG_URL, schema=schema)
-    try:
-        yield engine
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def per_level(engine: Engine, key: str, depth: int) -> list[tuple[str, int]]:
@@ -99,7 +86,7 @@ def timed_ms(fn: Callable[[], Any]) -> tuple[float, Any]:
 def run(nodes: int, queries: int, documents: bool, seed: int) -> dict[str, Any]:
     graph = build_graph(nodes, seed=seed, settle=documents)
     keys = sample(graph, queries, seed)
-    with fresh_schema() as engine:
+    with fresh_schema("bench_lineage") as engine:
         setup_s = time.perf_counter()
         copy_into_catalog(engine, graph, TENANT, datasets=documents)
         setup_s = time.perf_counter() - setup_s

@@ -44,7 +44,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -430,3 +431,22 @@ def pg_reachable(url: str = PG_URL) -> str:
     except Exception as err:  # noqa: BLE001 - the reason is the answer
         return str(err).splitlines()[0]
     return ""
+
+
+@contextmanager
+def fresh_schema(prefix: str, url: str = PG_URL) -> Iterator[Any]:
+    """A throwaway PostgreSQL schema named ``<prefix>_<random>``, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from lacuna_orchestration.db import make_engine
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(url, schema=schema)
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
