@@ -8,13 +8,14 @@ and classifications. Rows are JSON documents keyed by tenant + dataset key: the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import orjson
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Engine,
     Index,
     String,
@@ -30,7 +31,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from lacuna_orchestration.db import metadata
 from lacuna_orchestration.errors import StoreError
 from lacuna_orchestration.lineage.graph import DatasetNode, Interner, LineageGraph
-from lacuna_orchestration.model import Decision, OperationKind, format_timestamp, utcnow
+from lacuna_orchestration.model import (
+    DatasetRef,
+    Decision,
+    OperationKind,
+    format_timestamp,
+    utcnow,
+)
 
 datasets_table = Table(
     "lacuna_datasets",
@@ -57,6 +64,7 @@ edges_table = Table(
 Index("ix_lacuna_edges_dst", edges_table.c.tenant, edges_table.c.dst, edges_table.c.src)
 
 LOAD_BATCH = 2000  # rows per fetch when streaming the catalog into memory
+KEYS_PER_QUERY = 500  # keys per IN (...) when reloading named datasets
 
 decisions_table = Table(
     "lacuna_decisions",
@@ -109,7 +117,26 @@ class CatalogStore:
         decisions: Iterable[Decision] = (),
         run_id: str = "",
     ) -> None:
-        """Write datasets, edges and decisions in one transaction (one commit per event)."""
+        """Write datasets, edges and decisions in one transaction of their own."""
+        step = self.changes(nodes, edges, decisions, run_id)
+        if step is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                step(conn)
+        except SQLAlchemyError as err:
+            raise _fail(self.engine, "save the catalog", err) from None
+
+    def changes(
+        self,
+        nodes: Iterable[DatasetNode],
+        edges: Iterable[tuple[str, str, OperationKind, str]] = (),
+        decisions: Iterable[Decision] = (),
+        run_id: str = "",
+    ) -> Callable[[Connection], None] | None:
+        """The rows to write, encoded now, as a step that writes them into a caller's
+        transaction (the governor commits them with the event's audit records: one commit).
+        ``None`` when there is nothing to write."""
         now = format_timestamp(utcnow())
         rows = [
             {
@@ -130,27 +157,27 @@ class CatalogStore:
         ]
         decision_rows = self._decision_rows(decisions, run_id)
         if not (rows or edge_rows or decision_rows):
-            return
-        try:
-            with self.engine.begin() as conn:
-                if decision_rows:
-                    conn.execute(decisions_table.insert(), decision_rows)
-                if rows:
-                    stmt = _insert(self.engine, datasets_table)
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=["tenant", "key"],
-                        set_={c: stmt.excluded[c] for c in ("tier", "document", "updated_at")},
-                    )
-                    conn.execute(stmt, rows)
-                if edge_rows:
-                    stmt = _insert(self.engine, edges_table)
-                    stmt = stmt.on_conflict_do_update(
-                        index_elements=["tenant", "src", "dst"],
-                        set_={c: stmt.excluded[c] for c in ("operation", "job", "updated_at")},
-                    )
-                    conn.execute(stmt, edge_rows)
-        except SQLAlchemyError as err:
-            raise _fail(self.engine, "save the catalog", err) from None
+            return None
+
+        def write(conn: Connection) -> None:
+            if decision_rows:
+                conn.execute(decisions_table.insert(), decision_rows)
+            if rows:
+                stmt = _insert(self.engine, datasets_table)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["tenant", "key"],
+                    set_={c: stmt.excluded[c] for c in ("tier", "document", "updated_at")},
+                )
+                conn.execute(stmt, rows)
+            if edge_rows:
+                stmt = _insert(self.engine, edges_table)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["tenant", "src", "dst"],
+                    set_={c: stmt.excluded[c] for c in ("operation", "job", "updated_at")},
+                )
+                conn.execute(stmt, edge_rows)
+
+        return write
 
     def load(self, graph: LineageGraph) -> LineageGraph:
         """Fill ``graph`` with every dataset and edge of the tenant.
@@ -183,6 +210,40 @@ class CatalogStore:
             raise _fail(self.engine, "load the catalog", err) from None
         graph.prepare()
         return graph
+
+    def load_keys(self, graph: LineageGraph, keys: Iterable[str]) -> list[str]:
+        """Put the stored state of ``keys`` into ``graph``: their documents (replacing what
+        the graph holds) and their incoming edges. Returns the keys found.
+
+        How a governor catches up with what other processes committed (see
+        ``Governor._catch_up``): the datasets an event named, not the whole catalog.
+        """
+        wanted = sorted(set(keys))
+        found: list[str] = []
+        try:
+            with self.engine.connect() as conn:
+                for start in range(0, len(wanted), KEYS_PER_QUERY):
+                    chunk = wanted[start:start + KEYS_PER_QUERY]
+                    for (doc,) in conn.execute(
+                        select(datasets_table.c.document).where(
+                            datasets_table.c.tenant == self.tenant,
+                            datasets_table.c.key.in_(chunk),
+                        )
+                    ):
+                        node = DatasetNode.from_dict(orjson.loads(str(doc)))
+                        graph.put(node)
+                        found.append(node.ref.key)
+                    for src, dst, op, job in conn.execute(
+                        select(edges_table.c.src, edges_table.c.dst, edges_table.c.operation,
+                               edges_table.c.job).where(
+                            edges_table.c.tenant == self.tenant, edges_table.c.dst.in_(chunk)
+                        )
+                    ):
+                        graph.add_edge(DatasetRef.from_key(str(src)), DatasetRef.from_key(str(dst)),
+                                       OperationKind(str(op)), str(job))
+        except SQLAlchemyError as err:
+            raise _fail(self.engine, "reload datasets from the catalog", err) from None
+        return found
 
     def lineage(
         self, key: str, *, direction: Literal["upstream", "downstream"] = "upstream",

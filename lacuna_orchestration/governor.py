@@ -10,19 +10,30 @@ share state through the store.
 [False]
 
 The path of one event: parse & validate → catalog (graph + columns) → classify new columns →
-propagate from the changed nodes → decide each output with the policies → audit, committed
-before ``ingest`` returns (an acknowledged record is durable).
+propagate from the changed nodes → decide each output with the policies → audit records and
+catalog rows handed to the group committer, committed in one transaction before ``ingest``
+returns (an acknowledged record is durable).
+
+Writes are group-committed: the in-memory work happens under the governor's lock, in order, and
+the lock is released while the commit runs, so concurrent callers (the server's threads) share
+one transaction and one fsync. A failed commit fails every write computed on top of it and
+makes the next call reload the graph from the store, so nothing is decided on state the store
+does not hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from lacuna_orchestration.audit.batcher import AuditBatcher
 from lacuna_orchestration.audit.checkpoints import (
     Checkpoint,
     CheckpointLog,
@@ -59,6 +70,9 @@ from lacuna_orchestration.settings import Settings
 __all__ = ["Governor", "IngestResult"]
 
 DECIDED_CACHE = 4096
+COMMIT_BATCH = 1000  # audit records per group commit at most
+CATCH_UP_LIMIT = 20_000  # records behind the chain head: beyond this, reload the whole graph
+OWN_RECORDS = 100_000  # ids of this governor's records not yet read back while catching up
 UPSTREAM_DEPTH = 10  # levels of lineage put into a policy's input document ...
 UPSTREAM_LIMIT = 200  # ... and at most this many datasets
 GATED_STATES = frozenset({"START", "RUNNING", "COMPLETE", "OTHER"})
@@ -110,10 +124,17 @@ class Governor:
             store.create_schema()
         self.classifier = classifier or CascadeClassifier.from_settings(s)
         self.decider = decider or _fail_closed_decider(s)
-        self.graph = self.catalog.load(LineageGraph())
         self._lock = threading.RLock()
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
-        self._graph_stale = False
+        self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
+        self._applied_seq = 0  # the chain position the in-memory graph reflects
+        self._graph_stale = True
+        self._ensure_graph()
+        # No linger: a lone caller commits at once; callers that arrive while a commit runs
+        # share the next one (the classic group commit).
+        self._committer = AuditBatcher(
+            self.audit, max_batch=COMMIT_BATCH, max_delay_s=0.0, on_failure=self._commit_failed
+        )
 
     @classmethod
     def open(cls, config_file: str | None = None, **overrides: Any) -> Governor:
@@ -121,6 +142,8 @@ class Governor:
         return cls(Settings.load(config_file, **overrides))
 
     def close(self) -> None:
+        """Commit what is queued (graceful shutdown drains the audit batches), then let go."""
+        self._committer.close()
         close = getattr(self.decider.engine, "close", None)
         if close:
             close()
@@ -133,26 +156,37 @@ class Governor:
         self.close()
 
     # -- ingest ----------------------------------------------------------------------------
-    def ingest(self, event: Any, *, via: str = "api", actor: str | None = None) -> IngestResult:
+    def ingest(
+        self, event: Any, *, via: str = "api", actor: str | None = None, durable: bool = True
+    ) -> IngestResult:
         """Take one OpenLineage event (dict, JSON text or openlineage-python object).
 
         Raises ``IngestError`` for an invalid event (nothing is written) and ``StoreError``
-        when the store cannot be written (nothing is acknowledged). The audit records are
-        written first, then the catalog: a failure in between leaves an audited event whose
-        catalog rows a retry writes, never catalog changes nobody audited. After any failure
-        the in-memory graph is reloaded from the store and no decision is remembered, so a
-        retry decides and audits again.
+        when the store cannot be written (nothing is acknowledged). The audit records and the
+        catalog rows commit in one transaction. After any failure the in-memory graph is
+        reloaded from the store and no decision is remembered, so a retry decides and audits
+        again.
+
+        ``durable=False`` returns once the writes are queued for the next group commit
+        (milliseconds later; see :meth:`flush`): for an orchestrator's START events, whose
+        COMPLETE follows through the same queue and is waited for. ``IngestResult.audit`` is
+        then empty.
         """
         parsed = parse_event(event)
         with self._lock:
             self._ensure_graph()
             try:
-                return self._ingest_locked(parsed, via, actor)
+                result, pending = self._ingest_locked(parsed, via, actor)
             except BaseException:
                 self._restore_graph()
                 raise
+        if not durable:
+            return result
+        return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
-    def _ingest_locked(self, parsed: LineageEvent, via: str, actor: str | None) -> IngestResult:
+    def _ingest_locked(
+        self, parsed: LineageEvent, via: str, actor: str | None
+    ) -> tuple[IngestResult, Future[list[AuditRecord]]]:
         touched = self._apply(parsed)
         updated = self.graph.propagate(touched)
         decisions = self._decide_outputs(parsed)
@@ -183,31 +217,128 @@ class Governor:
             for _, d in fresh
         ]
         keys = set(touched) | set(updated)
-        written = self.audit.append_many(records)
-        self.catalog.save(
+        pending = self._submit(records, self.catalog.changes(
             (self.graph.node(k) for k in keys),
             (e for k in keys for e in self.graph.in_edges(k)),
             [d for _, d in fresh],
             parsed.run_id,
-        )
-        for key, decision in fresh:  # remembered once audited: a retry re-decides otherwise
+        ))
+        # Remembered now, in commit order: a failed commit forgets every remembered decision.
+        for key, decision in fresh:
             self._remember(key, decision)
-        return IngestResult(parsed, tuple(d for _, d, _ in decisions), tuple(updated),
-                            tuple(written))
+        result = IngestResult(parsed, tuple(d for _, d, _ in decisions), tuple(updated))
+        return result, pending
+
+    def _submit(
+        self, records: Sequence[AuditRecord], step: Callable[[Any], None] | None = None
+    ) -> Future[list[AuditRecord]]:
+        """Queue records (and the catalog rows in ``step``) for the next group commit.
+        Called under the lock, so queue order is the order the graph changed in."""
+        pending = self._committer.submit_unit(records, [step] if step is not None else [])
+        for record in records:  # catching up skips what this governor wrote itself
+            self._own[record.record_id] = None
+        while len(self._own) > OWN_RECORDS:  # ids of failed commits are never read back
+            self._own.popitem(last=False)
+        return pending
+
+    def _wait(self, pending: Future[list[AuditRecord]]) -> list[AuditRecord]:
+        """The committed records; after a failed commit, the graph is reloaded from the store
+        before the error reaches the caller (memory holds what the store holds)."""
+        try:
+            return pending.result()
+        except BaseException:
+            with self._lock:
+                self._restore_graph()
+            raise
+
+    def _commit_failed(self, err: BaseException) -> None:
+        """A group commit failed (the committer's thread): the in-memory graph holds changes
+        the store does not, and every write still queued was computed on top of them."""
+        with self._lock:
+            self._own.clear()
+            self._graph_stale = True
+            self._decided.clear()
+            self._committer.fail_pending(err)
+
+    def flush(self) -> None:
+        """Wait until everything queued so far (non-durable calls included) is committed;
+        ``StoreError`` if a commit failed since the last flush."""
+        self._committer.flush()
 
     def _ensure_graph(self) -> None:
+        """Make the in-memory graph hold what the store holds before it is used: reload it
+        after a failure, else catch up with what other processes committed since."""
         if self._graph_stale:
-            self.graph = self.catalog.load(LineageGraph())
-            self._graph_stale = False
+            self._reload_graph()
+        else:
+            self._catch_up()
+
+    def refresh(self) -> None:
+        """Bring the in-memory graph up to what the store holds now (readers call this
+        before answering from ``graph``; the write and gate paths do it themselves)."""
+        with self._lock:
+            self._ensure_graph()
+
+    @contextmanager
+    def reading(self) -> Iterator[LineageGraph]:
+        """The graph, current with the store and held still while the caller walks it
+        (ingests change the networkx graph in place; iterating a changing dict raises)."""
+        with self._lock:
+            self._ensure_graph()
+            yield self.graph
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        """Append service-level records (key management, feedback, refusals) to the chain
+        through the group committer, in order with the governor's own; returns them linked
+        once committed."""
+        with self._lock:
+            pending = self._submit(records)
+        return self._wait(pending)
+
+    def _reload_graph(self) -> None:
+        # The head first: whatever commits while the catalog loads is caught up with later
+        # (reloading a dataset twice is harmless; missing one is not).
+        seq = self.audit.head().seq
+        self.graph = self.catalog.load(LineageGraph())
+        self._applied_seq = seq
+        self._graph_stale = False
 
     def _restore_graph(self) -> None:
         """Put back the graph the store holds (ingest changes it in place before writing);
         if the store cannot be read now, reload before the graph is used next."""
         try:
-            self.graph = self.catalog.load(LineageGraph())
-            self._graph_stale = False
+            self._reload_graph()
         except LacunaError:
             self._graph_stale = True
+
+    def _catch_up(self) -> None:
+        """Apply what other processes (another server worker or replica, the CLI, a dbt run
+        on the same store) committed since the graph was loaded: without this, a gate would
+        decide on classifications the store has already raised.
+
+        The audit chain is the change feed: appends are serialised on the chain head and
+        commit with their catalog rows, so ``seq`` order is commit order. One indexed query
+        when nothing changed; otherwise the datasets the new records name are reloaded with
+        their incoming edges and propagated — the cost of what changed, not of the graph.
+        """
+        head = self.audit.head().seq
+        if head <= self._applied_seq:
+            return
+        if head - self._applied_seq > CATCH_UP_LIMIT:
+            self._reload_graph()
+            return
+        keys: set[str] = set()
+        last = self._applied_seq
+        for record in self.audit.records(after_seq=self._applied_seq):
+            last = record.seq
+            if record.record_id in self._own:
+                del self._own[record.record_id]
+                continue  # written by this governor: already in the graph
+            keys.update(_keys_named(record))
+        if keys:
+            found = self.catalog.load_keys(self.graph, keys)
+            self.graph.propagate(found)
+        self._applied_seq = last
 
     def _apply(self, ev: LineageEvent) -> list[str]:
         """Update nodes and edges from the event; return the keys that need recomputing."""
@@ -365,19 +496,28 @@ class Governor:
         )
 
     def check(self, operation: Operation, *, via: str = "api", durable: bool = True) -> Decision:
-        """Answer a gate question without an event; the decision is audited."""
+        """Answer a gate question without an event; the decision is audited.
+
+        ``durable=False`` returns as soon as the audit record is queued for the next group
+        commit instead of after it (the gate's hot path; the run's COMPLETE, ingested durably
+        through the same queue, cannot be acknowledged before it).
+        """
         with self._lock:
+            self._ensure_graph()
             decision = self._decide(operation)
             record = self._decision_record(
                 decision, operation.user, via, operation.run_id, "gate.check",
                 details={"operation": operation.to_dict()},
             )
-            self.audit.append_many([record])  # audited first: no decision the chain lacks
-            self.catalog.save_decisions([decision], operation.run_id)
+            pending = self._submit(
+                [record], self.catalog.changes((), (), [decision], operation.run_id)
+            )
             if operation.run_id and operation.destination is not None:
                 # the run's START/COMPLETE events reuse this audited answer
                 self._remember((operation.run_id, operation.destination.key,
                                 operation.kind.value), decision)
+        if durable:
+            self._wait(pending)
         return decision
 
     def _remember(self, key: tuple[str, str, str], decision: Decision) -> None:
@@ -455,8 +595,10 @@ class Governor:
         return list(zip(names, results, strict=True))
 
     def classification(self, dataset: DatasetRef | str) -> Classification:
-        key = self.graph.resolve(dataset.key if isinstance(dataset, DatasetRef) else dataset)
-        return self.graph.node(key).effective
+        """The dataset's effective classification as the store holds it now."""
+        with self.reading() as graph:
+            key = graph.resolve(dataset.key if isinstance(dataset, DatasetRef) else dataset)
+            return graph.node(key).effective
 
     def override(
         self, dataset: DatasetRef | str, *, tier: Tier | str, tags: Iterable[str] = (),
@@ -466,6 +608,7 @@ class Governor:
         if not reason.strip():
             raise ValidationError("an override needs a reason")
         with self._lock:
+            self._ensure_graph()
             key = self.graph.resolve(dataset.key if isinstance(dataset, DatasetRef) else dataset)
             node = self.graph.node(key)
             before = node.effective
@@ -476,13 +619,14 @@ class Governor:
             updated = self.graph.propagate([key])
             node.effective = self.graph.compute(key)
             keys = {key, *updated}
-            self.catalog.save(self.graph.node(k) for k in keys)
-            self.audit.append_many([AuditRecord(
+            pending = self._submit([AuditRecord(
                 actor=steward, action="classification.override", resource=key, reason=reason,
                 via=via, details={"before": before.to_dict(), "after": node.effective.to_dict()},
                 tenant=self.settings.tenant,
-            )])
-            return node.effective
+            )], self.catalog.changes(self.graph.node(k) for k in keys))
+            after = node.effective
+        self._wait(pending)
+        return after
 
     # -- exceptions -------------------------------------------------------------------------
     def request_exception(self, *, via: str = "api", **request: Any) -> PolicyException:
@@ -503,10 +647,10 @@ class Governor:
         return exc
 
     def _audit_exception(self, action: str, exc: PolicyException, actor: str, via: str) -> None:
-        self.audit.append_many([AuditRecord(
+        self._wait(self._committer.submit_unit([AuditRecord(
             actor=actor, action=action, resource=exc.id, reason=exc.justification, via=via,
             details=exc.to_dict(), tenant=self.settings.tenant,
-        )])
+        )]))
 
     # -- audit ------------------------------------------------------------------------------
     def verify_audit(self) -> VerifyReport:
@@ -521,6 +665,17 @@ class Governor:
                 "(LACUNA_CHECKPOINT_KEY_FILE); `lacuna audit keygen PATH` makes one"
             )
         return write_checkpoint(self.audit, self.checkpoints, force=force)
+
+
+def _keys_named(record: AuditRecord) -> list[str]:
+    """The datasets an audit record says changed (what catching up must reload)."""
+    if record.action == "lineage.ingest":
+        details = record.details
+        return [*details.get("inputs", ()), *details.get("outputs", ()),
+                *details.get("reclassified", {})]
+    if record.action == "classification.override":
+        return [record.resource]
+    return []
 
 
 def _location(ref: DatasetRef | None) -> str:

@@ -6,6 +6,10 @@ One committed transaction costs about as much for one record as for a thousand, 
 resolves only after its batch committed, so the acknowledgement still means "durable". When a
 batch fails, every future of that batch carries the error; nothing is dropped silently.
 
+A caller may also submit a *unit*: several records plus writes of its own (the catalog rows an
+event changed) that must commit in the same transaction as the records — the governor's path,
+where one commit makes an event's audit trail and its catalog changes durable together.
+
 >>> import tempfile
 >>> from lacuna_orchestration.db import make_engine
 >>> from lacuna_orchestration.audit.store import AuditStore
@@ -25,16 +29,28 @@ import atexit
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from lacuna_orchestration.audit.chain import SealedRecord
-from lacuna_orchestration.audit.store import AuditStore
+from lacuna_orchestration.audit.store import AuditStore, TransactionStep
 from lacuna_orchestration.errors import StoreError
 from lacuna_orchestration.model import AuditRecord
 
 __all__ = ["AuditBatcher"]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What one caller submitted: records and writes that commit together, and its future."""
+
+    records: list[SealedRecord]
+    steps: list[TransactionStep]
+    single: bool = False  # submit(): the future gives the one record, not a list
+    future: Future[Any] = field(default_factory=Future)
 
 
 class AuditBatcher:
@@ -44,7 +60,14 @@ class AuditBatcher:
     the interpreter exits.
     """
 
-    def __init__(self, store: AuditStore, max_batch: int = 1000, max_delay_s: float = 0.005):
+    def __init__(
+        self,
+        store: AuditStore,
+        max_batch: int = 1000,
+        max_delay_s: float = 0.005,
+        *,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ):
         if max_batch < 1:
             raise StoreError(f"max_batch must be at least 1, got {max_batch}")
         if max_delay_s < 0:
@@ -52,7 +75,8 @@ class AuditBatcher:
         self.store = store
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self._pending: deque[tuple[SealedRecord, Future[AuditRecord]]] = deque()
+        self.on_failure = on_failure  # run on the writer thread after a batch failed
+        self._pending: deque[_Unit] = deque()
         self._mutex = threading.Lock()
         self._has_work = threading.Condition(self._mutex)  # the writer waits here for records
         self._progress = threading.Condition(self._mutex)  # flush() waits here for commits
@@ -73,21 +97,47 @@ class AuditBatcher:
         A record that cannot be stored raises ``ValidationError`` here, in the caller's
         thread, rather than failing the batch it would have joined.
         """
-        if self._closed:
-            raise StoreError("the audit batcher is closed; records can no longer be submitted")
-        prepared = self.store.prepare(record)
-        future: Future[AuditRecord] = Future()
+        return self._queue(_Unit([self.store.prepare(record)], [], single=True))
+
+    def submit_unit(
+        self, records: Sequence[AuditRecord], steps: Sequence[TransactionStep] = ()
+    ) -> Future[list[AuditRecord]]:
+        """Queue ``records`` and ``steps`` to commit in one transaction, in submission order
+        with everything else; the future gives the linked records once committed.
+
+        Records are validated and encoded here (``ValidationError`` in the caller's thread).
+        """
+        return self._queue(_Unit([self.store.prepare(r) for r in records], list(steps)))
+
+    def _queue(self, unit: _Unit) -> Future[Any]:
         with self._mutex:
             if self._closed:
                 raise StoreError("the audit batcher is closed; records can no longer be submitted")
-            self._pending.append((prepared, future))
+            self._pending.append(unit)
             self._submitted += 1
-            # Wake the writer only when it has something new to do: a first record to start
+            # Wake the writer only when it has something new to do: a first unit to start
             # a batch, or a full batch. (Waking it per record costs submitters dearly.)
             queued = len(self._pending)
             if queued == 1 or queued == self.max_batch:
                 self._has_work.notify()
-        return future
+        return unit.future
+
+    def fail_pending(self, err: BaseException) -> int:
+        """Fail every unit queued and not yet taken by the writer; return how many.
+
+        For a caller whose queued units were computed on state a failed batch invalidated
+        (the governor's in-memory graph): they must not commit after their predecessor
+        did not.
+        """
+        with self._mutex:
+            failed = list(self._pending)
+            self._pending.clear()
+            self._settled += len(failed)
+            self._progress.notify_all()
+        for unit in failed:
+            if unit.future.set_running_or_notify_cancel():
+                unit.future.set_exception(err)
+        return len(failed)
 
     def flush(self) -> None:
         """Commit everything submitted so far and wait for it.
@@ -144,10 +194,10 @@ class AuditBatcher:
                 return
             self._commit(batch)
 
-    def _next_batch(self) -> list[tuple[SealedRecord, Future[AuditRecord]]] | None:
-        """Wait for a first record, then up to ``max_delay_s`` for the batch to fill.
+    def _next_batch(self) -> list[_Unit] | None:
+        """Wait for a first unit, then up to ``max_delay_s`` for the batch to fill.
 
-        Records that queued up while the previous batch was committing have waited already:
+        Units that queued up while the previous batch was committing have waited already:
         they go at once (classic group commit), without the delay.
         """
         with self._mutex:
@@ -162,10 +212,15 @@ class AuditBatcher:
                 if left <= 0:
                     break
                 self._has_work.wait(left)
-            count = min(self.max_batch, len(self._pending))
-            return [self._pending.popleft() for _ in range(count)]
+            batch: list[_Unit] = []
+            records = 0
+            while self._pending and (not batch or records < self.max_batch):
+                unit = self._pending.popleft()
+                batch.append(unit)
+                records += len(unit.records)
+            return batch
 
-    def _commit(self, batch: list[tuple[SealedRecord, Future[AuditRecord]]]) -> None:
+    def _commit(self, batch: list[_Unit]) -> None:
         try:
             self._write(batch)
         finally:
@@ -173,19 +228,30 @@ class AuditBatcher:
                 self._settled += len(batch)
                 self._progress.notify_all()
 
-    def _write(self, batch: list[tuple[SealedRecord, Future[AuditRecord]]]) -> None:
+    def _write(self, batch: list[_Unit]) -> None:
         # A future cancelled before its batch is written is left out, so the caller's
         # cancel() really means "not written".
-        live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+        live = [u for u in batch if u.future.set_running_or_notify_cancel()]
         if not live:
             return
         try:
-            linked = self.store.append_prepared([item for item, _ in live])
+            linked = self.store.append_prepared(
+                [item for u in live for item in u.records],
+                [step for u in live for step in u.steps],
+            )
         except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
             with self._mutex:
                 self._failures.append(err)
-            for _, future in live:
-                future.set_exception(err)
+            try:
+                if self.on_failure is not None:
+                    # before any caller wakes up: it must find the owner's state handled
+                    self.on_failure(err)
+            finally:
+                for unit in live:
+                    unit.future.set_exception(err)
             return
-        for (_, future), record in zip(live, linked, strict=True):
-            future.set_result(record)
+        start = 0
+        for unit in live:
+            end = start + len(unit.records)
+            unit.future.set_result(linked[start] if unit.single else linked[start:end])
+            start = end

@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import re
 import sqlite3
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
@@ -37,6 +37,7 @@ import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Table,
@@ -63,12 +64,15 @@ __all__ = [
     "AuditStore",
     "ChainScan",
     "ScanSource",
+    "TransactionStep",
     "audit_table",
     "head_table",
     "read_range",
 ]
 
 AUDIT_TABLE = "lacuna_audit"
+#: A write that commits together with audit records (the catalog rows an event changed).
+TransactionStep = Callable[[Connection], None]
 HEAD_TABLE = "lacuna_audit_head"
 
 audit_table = Table(
@@ -225,10 +229,16 @@ class AuditStore:
         # PostgreSQL: encode inside the COPY stream, overlapping the server's work.
         return self._append(map(self.prepare, batch), len(batch))
 
-    def append_prepared(self, items: Sequence[SealedRecord]) -> list[AuditRecord]:
+    def append_prepared(
+        self, items: Sequence[SealedRecord], also: Sequence[TransactionStep] = ()
+    ) -> list[AuditRecord]:
         """:meth:`append_many` for records already through :meth:`prepare` (the batcher
-        prepares each record as it is submitted, so one bad record fails alone)."""
-        return self._append(items, len(items)) if items else []
+        prepares each record as it is submitted, so one bad record fails alone).
+
+        ``also`` are more writes (catalog rows) made in the same transaction after the
+        records: one commit — one fsync — makes both durable, or neither.
+        """
+        return self._append(items, len(items), also) if items or also else []
 
     def prepare(self, record: AuditRecord) -> SealedRecord:
         """Validate ``record`` for this chain and encode it (see :func:`chain.encode`);
@@ -237,68 +247,71 @@ class AuditStore:
             record = dataclasses.replace(record, tenant=self.tenant)
         return encode(record)
 
-    def _append(self, items: Iterable[SealedRecord], n: int) -> list[AuditRecord]:
+    def _append(
+        self, items: Iterable[SealedRecord], n: int, also: Sequence[TransactionStep] = ()
+    ) -> list[AuditRecord]:
+        write = self._append_sqlite if self._sqlite else self._append_postgres
         try:
-            if self._sqlite:
-                sealed = self._append_sqlite(items)
-            else:
-                sealed = self._append_postgres(items)
+            with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, the write lock
+                sealed = write(conn, items) if n else []
+                for step in also:
+                    step(conn)
         except _driver_errors() as err:
             self._fail(f"append {n} audit record(s)", err)
         return [item.record for item in sealed]
 
-    def _append_sqlite(self, batch: Iterable[SealedRecord]) -> list[SealedRecord]:
-        with self.engine.begin() as conn:  # BEGIN IMMEDIATE: the database-wide write lock
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                row = cursor.execute(
-                    f"SELECT seq, hash FROM {HEAD_TABLE} WHERE tenant = ?", (self.tenant,)
-                ).fetchone()
-                head = ChainHead(int(row[0]), row[1]) if row else ChainHead.genesis()
-                sealed = place(batch, head)
-                cursor.executemany(
-                    f"INSERT INTO {AUDIT_TABLE} ({_QUOTED}) "
-                    f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
-                    [_row(item) for item in sealed],
-                )
-                last = sealed[-1].record
-                cursor.execute(
-                    f"INSERT INTO {HEAD_TABLE} (tenant, seq, hash) VALUES (?, ?, ?) "
-                    "ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                    (self.tenant, last.seq, last.hash),
-                )
-            finally:
-                cursor.close()
+    def _append_sqlite(self, conn: Connection, batch: Iterable[SealedRecord]) -> list[SealedRecord]:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            row = cursor.execute(
+                f"SELECT seq, hash FROM {HEAD_TABLE} WHERE tenant = ?", (self.tenant,)
+            ).fetchone()
+            head = ChainHead(int(row[0]), row[1]) if row else ChainHead.genesis()
+            sealed = place(batch, head)
+            cursor.executemany(
+                f"INSERT INTO {AUDIT_TABLE} ({_QUOTED}) "
+                f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
+                [_row(item) for item in sealed],
+            )
+            last = sealed[-1].record
+            cursor.execute(
+                f"INSERT INTO {HEAD_TABLE} (tenant, seq, hash) VALUES (?, ?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                (self.tenant, last.seq, last.hash),
+            )
+        finally:
+            cursor.close()
         return sealed
 
-    def _append_postgres(self, batch: Iterable[SealedRecord]) -> list[SealedRecord]:
+    def _append_postgres(
+        self, conn: Connection, batch: Iterable[SealedRecord]
+    ) -> list[SealedRecord]:
         lock = f"SELECT seq, hash FROM {HEAD_TABLE} WHERE tenant = %s FOR UPDATE"
-        with self.engine.begin() as conn:
-            pg = conn.connection.driver_connection
-            with pg.cursor() as cur:  # type: ignore[union-attr]
-                row = cur.execute(lock, (self.tenant,)).fetchone()
-                if row is None:
-                    # First append of this tenant: make the lock row exist, then lock it. A
-                    # concurrent first appender waits on the insert and then finds the row.
-                    cur.execute(
-                        f"INSERT INTO {HEAD_TABLE} (tenant, seq, hash) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (tenant) DO NOTHING",
-                        (self.tenant, 0, ChainHead.genesis().hash),
-                    )
-                    row = cur.execute(lock, (self.tenant,)).fetchone()
-                sealed = []
-                with cur.copy(f"COPY {AUDIT_TABLE} ({_QUOTED}) FROM STDIN") as copy:
-                    # Hash and stream row by row: PostgreSQL indexes the rows already sent
-                    # while the next ones are hashed.
-                    head = ChainHead(int(row[0]), row[1])
-                    for item in iter_place(batch, head):
-                        copy.write_row(_row(item))
-                        sealed.append(item)
-                last = sealed[-1].record
+        pg = conn.connection.driver_connection
+        with pg.cursor() as cur:  # type: ignore[union-attr]
+            row = cur.execute(lock, (self.tenant,)).fetchone()
+            if row is None:
+                # First append of this tenant: make the lock row exist, then lock it. A
+                # concurrent first appender waits on the insert and then finds the row.
                 cur.execute(
-                    f"UPDATE {HEAD_TABLE} SET seq = %s, hash = %s WHERE tenant = %s",
-                    (last.seq, last.hash, self.tenant),
+                    f"INSERT INTO {HEAD_TABLE} (tenant, seq, hash) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (tenant) DO NOTHING",
+                    (self.tenant, 0, ChainHead.genesis().hash),
                 )
+                row = cur.execute(lock, (self.tenant,)).fetchone()
+            sealed = []
+            with cur.copy(f"COPY {AUDIT_TABLE} ({_QUOTED}) FROM STDIN") as copy:
+                # Hash and stream row by row: PostgreSQL indexes the rows already sent
+                # while the next ones are hashed.
+                head = ChainHead(int(row[0]), row[1])
+                for item in iter_place(batch, head):
+                    copy.write_row(_row(item))
+                    sealed.append(item)
+            last = sealed[-1].record
+            cur.execute(
+                f"UPDATE {HEAD_TABLE} SET seq = %s, hash = %s WHERE tenant = %s",
+                (last.seq, last.hash, self.tenant),
+            )
         return sealed
 
     # -- reading ------------------------------------------------------------------------

@@ -119,19 +119,14 @@ def audit(gov: Governor, who: Principal, action: str, resource: str, reason: str
     tenant's chain; returns it linked and committed."""
     record = AuditRecord(actor=who.actor, action=action, resource=resource, reason=reason,
                          via=who.via, details=dict(details or {}), tenant=who.tenant)
-    return gov.audit.append_many([record])[0]
+    return gov.append_audit([record])[0]
 
 
 @contextmanager
 def graph_lock(gov: Governor) -> Iterator[None]:
-    """Hold the governor's lock while walking its graph: ingests mutate the networkx graph
-    in place, and iterating a dict that changes size raises. (The core has no public read
-    lock yet; see the server report.)"""
-    lock = getattr(gov, "_lock", None)
-    if lock is None:
-        yield
-        return
-    with lock:
+    """Hold the governor's graph still, and current with what other workers committed,
+    while a route walks it (see ``Governor.reading``)."""
+    with gov.reading():
         yield
 
 

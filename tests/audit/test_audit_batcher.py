@@ -75,9 +75,9 @@ def test_batches_respect_max_batch(store: AuditStore) -> None:
     sizes: list[int] = []
     append_prepared = store.append_prepared
 
-    def recording(items):  # type: ignore[no-untyped-def]
+    def recording(items, also=()):  # type: ignore[no-untyped-def]
         sizes.append(len(items))
-        return append_prepared(items)
+        return append_prepared(items, also)
 
     store.append_prepared = recording  # type: ignore[method-assign]
     with AuditBatcher(store, max_batch=25, max_delay_s=SLOW) as batcher:

@@ -1,10 +1,11 @@
 """A write that fails half-way through ``Governor.ingest``/``check`` leaves nothing nobody
 audited, and a retry of the unacknowledged event is decided and audited again.
 
-The store is made to fail at one point (the audit append, or the catalog save after it) the
-way a database that goes away between two statements would: the call raises ``StoreError``
-(nothing acknowledged), the in-memory graph is what the store holds, and the retry writes the
-policy decision to the chain — a denial must never be lost because the first try failed.
+The store is made to fail at one point (the audit append, or the catalog rows written after it
+in the same transaction) the way a database that goes away between two statements would: the
+call raises ``StoreError`` (nothing acknowledged), the transaction leaves nothing behind, the
+in-memory graph is what the store holds, and the retry writes the policy decision to the chain
+— a denial must never be lost because the first try failed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from reliability_strategies import event
 
 from lacuna_orchestration.errors import StoreError
@@ -51,6 +53,27 @@ def fail_once(target: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(target, name, flaky)
 
 
+def fail_catalog_write_once(gov: Governor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog rows fail inside the transaction, after the audit rows went in."""
+    real = gov.catalog.changes
+    state = {"failed": False}
+
+    def changes(*args: Any, **kwargs: Any) -> Any:
+        step = real(*args, **kwargs)
+        if state["failed"] or step is None:
+            return step
+        state["failed"] = True
+
+        def broken(conn: Any) -> None:
+            step(conn)
+            raise OperationalError("INSERT INTO lacuna_datasets", {},
+                                   Exception("the database went away"))
+
+        return broken
+
+    monkeypatch.setattr(gov.catalog, "changes", changes)
+
+
 def decisions_in_chain(gov: Governor, run_id: str) -> list[bool]:
     return [r.decision["allow"] for r in gov.audit.records(run_id=run_id)
             if r.action == "policy.decision" and r.decision]
@@ -63,17 +86,16 @@ def test_failed_ingest_leaves_no_trace_and_the_retry_audits_the_denial(
     run_id = str(uuid.uuid4())
     keys_before = {n.ref.key for n in gov.graph.nodes()}
     if failing == "audit":
-        fail_once(gov.audit, "append_many", monkeypatch)
+        fail_once(gov.audit, "append_prepared", monkeypatch)
     else:
-        fail_once(gov.catalog, "save", monkeypatch)
+        fail_catalog_write_once(gov, monkeypatch)
     with pytest.raises(StoreError):
         gov.ingest(export_event(run_id))
     # Memory holds what the store holds: nothing of the event's datasets.
     assert {n.ref.key for n in gov.graph.nodes()} == keys_before
     assert "crm::customers" not in gov.graph
-    # The audit append comes first: when it failed nothing is written; when the catalog
-    # failed after it, the event is audited (and the catalog is written by the retry).
-    assert len(decisions_in_chain(gov, run_id)) == (0 if failing == "audit" else 1)
+    # One transaction: the audit rows already written roll back with the catalog's.
+    assert decisions_in_chain(gov, run_id) == []
     result = gov.ingest(export_event(run_id))  # the producer retries
     assert not result.allowed
     assert False in decisions_in_chain(gov, run_id)[-1:]  # the retry's denial is in the chain
@@ -89,7 +111,7 @@ def test_failed_check_leaves_no_unaudited_decision(gov: Governor,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     gov.ingest(export_event(str(uuid.uuid4())))
     listed = len(list(gov.catalog.decisions(limit=1000)))
-    fail_once(gov.audit, "append_many", monkeypatch)
+    fail_once(gov.audit, "append_prepared", monkeypatch)
     op = Operation(OperationKind.EXPORT, (DatasetRef("crm", "customers"),),
                    DatasetRef("file", "/tmp/out.csv"), user="ann")
     with pytest.raises(StoreError):
