@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from lacuna_orchestration.db import metadata
+from lacuna_orchestration.db import metadata, reading
 from lacuna_orchestration.errors import StoreError
 from lacuna_orchestration.lineage.graph import DatasetNode, Interner, LineageGraph
 from lacuna_orchestration.model import (
@@ -190,7 +190,7 @@ class CatalogStore:
         shared = Interner()
         jobs: dict[str, str] = {}
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 streamed = conn.execution_options(stream_results=True, yield_per=LOAD_BATCH)
                 for (doc,) in streamed.execute(
                     select(datasets_table.c.document).where(
@@ -221,7 +221,7 @@ class CatalogStore:
         wanted = sorted(set(keys))
         found: list[str] = []
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 for start in range(0, len(wanted), KEYS_PER_QUERY):
                     chunk = wanted[start:start + KEYS_PER_QUERY]
                     for (doc,) in conn.execute(
@@ -272,7 +272,7 @@ class CatalogStore:
             """
         )
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 rows = conn.execute(query, {"tenant": self.tenant, "key": key, "depth": depth})
                 return [(str(k), int(str(h))) for k, h in rows]
         except SQLAlchemyError as err:
@@ -312,7 +312,7 @@ class CatalogStore:
             .limit(limit)
         )
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 docs = [doc for (doc,) in conn.execute(query)]
         except SQLAlchemyError as err:
             raise _fail(self.engine, "read decisions", err) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from lacuna_orchestration.errors import StoreError
@@ -49,11 +49,26 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Engine
         event.listen(engine, "connect", _sqlite_pragmas)
         # SQLAlchemy's pysqlite driver opens transactions lazily; take the write lock at BEGIN
         # so concurrent appenders serialise instead of failing on lock upgrade.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
     elif schema:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     return engine
+
+
+READ_ONLY = "lacuna_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only. On SQLite its transaction starts with a deferred BEGIN —
+    a WAL snapshot without the write lock — so a reader (the governor catching up, an API
+    read) never queues behind a writer's commit the way ``BEGIN IMMEDIATE`` would."""
+    return engine.execution_options(**{READ_ONLY: True}).connect()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

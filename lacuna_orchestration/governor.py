@@ -127,6 +127,7 @@ class Governor:
         self._lock = threading.RLock()
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
         self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
+        self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
         self._applied_seq = 0  # the chain position the in-memory graph reflects
         self._graph_stale = True
         self._ensure_graph()
@@ -235,11 +236,25 @@ class Governor:
         """Queue records (and the catalog rows in ``step``) for the next group commit.
         Called under the lock, so queue order is the order the graph changed in."""
         pending = self._committer.submit_unit(records, [step] if step is not None else [])
-        for record in records:  # catching up skips what this governor wrote itself
-            self._own[record.record_id] = None
-        while len(self._own) > OWN_RECORDS:  # ids of failed commits are never read back
-            self._own.popitem(last=False)
+        with self._feed_lock:
+            for record in records:  # catching up skips what this governor wrote itself
+                self._own[record.record_id] = None
+            while len(self._own) > OWN_RECORDS:  # ids of failed commits are never read back
+                self._own.popitem(last=False)
+        pending.add_done_callback(self._committed)
         return pending
+
+    def _committed(self, done: Future[list[AuditRecord]]) -> None:
+        """On the committer's thread, as a write commits: when nobody else appended since the
+        graph's position, move the position past it — catching up need not read it back."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        linked = done.result()
+        with self._feed_lock:
+            if linked and linked[0].seq == self._applied_seq + 1:
+                self._applied_seq = linked[-1].seq
+                for record in linked:
+                    self._own.pop(record.record_id, None)
 
     def _wait(self, pending: Future[list[AuditRecord]]) -> list[AuditRecord]:
         """The committed records; after a failed commit, the graph is reloaded from the store
@@ -254,7 +269,7 @@ class Governor:
     def _commit_failed(self, err: BaseException) -> None:
         """A group commit failed (the committer's thread): the in-memory graph holds changes
         the store does not, and every write still queued was computed on top of them."""
-        with self._lock:
+        with self._lock, self._feed_lock:
             self._own.clear()
             self._graph_stale = True
             self._decided.clear()
@@ -300,7 +315,8 @@ class Governor:
         # (reloading a dataset twice is harmless; missing one is not).
         seq = self.audit.head().seq
         self.graph = self.catalog.load(LineageGraph())
-        self._applied_seq = seq
+        with self._feed_lock:
+            self._applied_seq = seq
         self._graph_stale = False
 
     def _restore_graph(self) -> None:
@@ -322,23 +338,26 @@ class Governor:
         their incoming edges and propagated — the cost of what changed, not of the graph.
         """
         head = self.audit.head().seq
-        if head <= self._applied_seq:
+        with self._feed_lock:
+            applied = self._applied_seq
+        if head <= applied:
             return
-        if head - self._applied_seq > CATCH_UP_LIMIT:
+        if head - applied > CATCH_UP_LIMIT:
             self._reload_graph()
             return
         keys: set[str] = set()
-        last = self._applied_seq
-        for record in self.audit.records(after_seq=self._applied_seq):
+        last = applied
+        for record in self.audit.records(after_seq=applied):
             last = record.seq
-            if record.record_id in self._own:
-                del self._own[record.record_id]
-                continue  # written by this governor: already in the graph
-            keys.update(_keys_named(record))
+            with self._feed_lock:
+                mine = self._own.pop(record.record_id, False) is None
+            if not mine:
+                keys.update(_keys_named(record))
         if keys:
             found = self.catalog.load_keys(self.graph, keys)
             self.graph.propagate(found)
-        self._applied_seq = last
+        with self._feed_lock:
+            self._applied_seq = max(self._applied_seq, last)
 
     def _apply(self, ev: LineageEvent) -> list[str]:
         """Update nodes and edges from the event; return the keys that need recomputing."""

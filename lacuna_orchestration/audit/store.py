@@ -55,7 +55,7 @@ from lacuna_orchestration.audit.chain import (
     iter_place,
     place,
 )
-from lacuna_orchestration.db import is_sqlite, metadata
+from lacuna_orchestration.db import is_sqlite, metadata, reading
 from lacuna_orchestration.errors import AuditIntegrityError, NotFound, StoreError
 from lacuna_orchestration.model import AuditRecord, format_timestamp, parse_timestamp
 
@@ -322,7 +322,7 @@ class AuditStore:
             head_table.c.tenant == self.tenant
         )
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 row = conn.execute(query).first()
         except _driver_errors() as err:
             self._fail("read the audit chain head", err)
@@ -332,7 +332,7 @@ class AuditStore:
         """How many records this tenant's table holds."""
         query = select(func.count()).where(audit_table.c.tenant == self.tenant)
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 return int(conn.execute(query).scalar_one())
         except _driver_errors() as err:
             self._fail("count audit records", err)
@@ -373,7 +373,7 @@ class AuditStore:
                 .limit(size)
             )
             try:
-                with self.engine.connect() as conn:
+                with reading(self.engine) as conn:
                     page = conn.execute(query).all()
             except _driver_errors() as err:
                 self._fail("read audit records", err)
@@ -396,7 +396,7 @@ class AuditStore:
             .limit(n)
         )
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 rows = conn.execute(query).all()
         except _driver_errors() as err:
             self._fail("read the last audit records", err)
@@ -408,7 +408,7 @@ class AuditStore:
             audit_table.c.tenant == self.tenant, audit_table.c.record_id == record_id
         )
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 row = conn.execute(query).first()
         except _driver_errors() as err:
             self._fail(f"read audit record {record_id}", err)

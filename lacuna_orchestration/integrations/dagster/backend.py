@@ -27,6 +27,9 @@ from lacuna_orchestration.model import Classification, DatasetRef, Decision, Ope
 __all__ = ["Backend", "attach_governor", "attached_governor", "detach_governor"]
 
 
+QUEUED_EVENT_TYPES = frozenset({"START", "RUNNING"})
+
+
 class Backend:
     """One Lacuna behind the four calls the Dagster integration makes."""
 
@@ -44,13 +47,19 @@ class Backend:
     def ingest(self, event: dict[str, Any], *, via: str) -> Any:
         if self.remote:
             return self.target.ingest(event)
-        return self.target.ingest(event, via=via)
+        # In process, a START joins the next group commit without waiting for it: the step's
+        # COMPLETE or FAIL goes through the same queue and is waited for, so the run cannot
+        # be reported done before its whole trail is durable.
+        durable = event.get("eventType") not in QUEUED_EVENT_TYPES
+        return self.target.ingest(event, via=via, durable=durable)
 
     def check(self, operation: Operation, *, via: str) -> Decision:
         if self.remote:
             decision: Decision = self.target.check(operation)
         else:
-            decision = self.target.check(operation, via=via)
+            # The gate's record is queued for the next group commit (milliseconds), ahead of
+            # the step's COMPLETE/FAIL, which waits for it.
+            decision = self.target.check(operation, via=via, durable=False)
         return decision
 
     def classification(self, ref: DatasetRef) -> Classification | None:
