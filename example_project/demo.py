@@ -1,124 +1,188 @@
-"""`make demo`: the governance spine end to end on the embedded defaults.
+"""`make demo`: one governed data platform across Dagster, dbt and Airflow, on the embedded
+defaults (SQLite store, embedded Rego policies, local classifier — no service running).
 
-A scripted pipeline (customers + sales → join → aggregate → export) arrives as OpenLineage events;
-Lacuna classifies every column, propagates tiers along the lineage, decides each output with the
-Rego policies, and writes a hash-chained audit log — SQLite, embedded Rego, no service running.
+Dagster loads CRM contacts, payments, patient visits and country data into a DuckDB warehouse;
+dbt builds staging views and marts from them; Airflow exports two marts. All three report to one
+Lacuna in this process under the same dataset names, so the lineage runs unbroken from a
+Dagster asset through dbt models to an Airflow export. Along the way Lacuna classifies every
+table, propagates tiers, stops what the policies forbid (with the reason, the alternatives, the
+policy and its steward), honours a steward's time-boxed exception until it expires, and writes
+a hash-chained audit log it then verifies.
 
-Each step prints what it did; a failing step stops the demo with one line naming the step, the
-reason and what to run.
+The story itself is ``example_project/platform/story.py``; this file shows it. A failing step
+stops the demo with one line: which step, why, and what to run. Everything is written under
+``example_project/out/platform`` (or ``--out``). The per-orchestrator examples
+(``example_project/{dagster,dbt,airflow}``) still run on their own.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import shutil
 import sys
-from collections.abc import Callable
+import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-OUT = HERE / "out"
-console = Console(highlight=False)
+DEFAULT_OUT = HERE / "out" / "platform"
+PLATFORM_MODULE = "lacuna_platform_example"
+# Wide enough for the decisions table when the output is a log file, not a terminal.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
 
 
-def step(title: str, fn: Callable[[], Any], hint: str) -> Any:
-    console.rule(f"[bold]{title}")
-    try:
-        return fn()
-    except Exception as err:  # noqa: BLE001 - the demo reports one line, never a traceback
-        console.print(f"[bold red]demo failed at step '{title}':[/] {err}\n  → {hint}")
-        sys.exit(1)
+def load_platform() -> ModuleType:
+    """The platform's ``story`` module. ``example_project/platform`` is deliberately not a
+    regular package (no ``__init__.py``): run as a script, this file puts ``example_project/``
+    first on ``sys.path``, and a regular package named ``platform`` there would shadow the
+    standard library's ``platform`` for every library imported afterwards. It is mounted here
+    under a name of its own instead, so its modules' relative imports work."""
+    if PLATFORM_MODULE not in sys.modules:
+        package = ModuleType(PLATFORM_MODULE, "One governed platform (example_project/platform)")
+        package.__path__ = [str(HERE / "platform")]
+        sys.modules[PLATFORM_MODULE] = package
+    return importlib.import_module(f"{PLATFORM_MODULE}.story")
 
 
-def main() -> None:
-    from lacuna_orchestration.cli import decisions_table
-    from lacuna_orchestration.governor import Governor
-    from lacuna_orchestration.lineage.openlineage import parse_events
-
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
-    db = OUT / "lacuna.db"
-
-    gov = step(
-        "Open Lacuna (SQLite store, embedded Rego policies)",
-        lambda: Governor.open(database_url=f"sqlite:///{db}", policy_dir=str(ROOT / "policies")),
-        "check that policies/ exists and `make install` succeeded",
-    )
-    events = parse_events((HERE / "openlineage" / "pipeline.ndjson").read_bytes())
-
-    def ingest_all() -> list[Any]:
-        from rich.progress import track
-
-        results = []
-        for raw in track(events, description=f"ingesting {len(events)} OpenLineage events"):
-            results.append(gov.ingest(raw, via="demo"))
-        return results
-
-    results = step("Ingest the pipeline's OpenLineage events", ingest_all,
-                   "run `lacuna ingest example_project/openlineage/pipeline.ndjson` to see why")
-    console.print(f"{len(results)} events ingested, {len(gov.graph)} datasets in the lineage graph")
-
-    step("Lineage of analysis.csv with tiers",
-         lambda: console.print(gov.graph.tree(gov.graph.resolve("analysis.csv")), markup=False),
-         "run `lacuna lineage tree analysis.csv`")
-    step("Lineage of the aggregate",
-         lambda: console.print(gov.graph.tree(gov.graph.resolve("regional_summary.csv"), depth=1),
-                               markup=False),
-         "run `lacuna lineage tree regional_summary.csv`")
-
-    # START and COMPLETE of one run share a decision: show each once.
-    denials = list({d.decision_id: d for r in results for d in r.denials}.values())
-
-    def show_denials() -> None:
-        if not denials:
-            raise RuntimeError("expected the PII export to be denied, but nothing was")
-        for d in denials:
-            console.print(Panel(d.message, title="gate", border_style="red"), markup=False)
-
-    step("The PII export is stopped by policy", show_denials, "run `lacuna policy test`")
-    step("Decisions",
-         lambda: console.print(decisions_table(list(gov.catalog.decisions(limit=20)))),
-         "run `lacuna decisions`")
-
-    def verify() -> None:
-        report = gov.verify_audit()
-        console.print(report.message, markup=False)
-        if not report.ok:
-            raise RuntimeError(report.message)
-
-    step("Verify the audit chain", verify, "run `lacuna audit verify`")
-    gov.close()
-    console.print(f"\nStore written to {db}")
-
-    dagster = _load(HERE / "dagster" / "run_demo.py", "lacuna_demo_dagster")
-    step("Dagster: assets gated before they write, tiers on every asset",
-         lambda: dagster.run_demo(OUT / "dagster", echo=_echo),
-         "run `python example_project/dagster/run_demo.py` to see the full error")
-    dbt = _load(HERE / "dbt" / "run_demo.py", "lacuna_demo_dbt")
-    step("dbt: models classified from meta and columns, the PII export stopped before it builds",
-         lambda: dbt.run_demo(out_dir=OUT / "dbt"),
-         "run `python example_project/dbt/run_demo.py` to see the full error")
-
-
-def _echo(text: str) -> None:
+def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False)
 
 
-def _load(path: Path, name: str) -> Any:
-    import importlib.util
+def _summary(title: str, run: Any) -> str:
+    """One line on what a step did, read from the run."""
+    gov = run.governor
+    if title.startswith("Open"):
+        return f"store {run.paths.store}"
+    if title.startswith("Dagster"):
+        tables = [run.paths.raw(t) for t in ("crm_contacts", "transactions", "patient_visits",
+                                             "countries")]
+        return "; ".join(f"{t.name.rsplit('.', 1)[-1]}: {gov.classification(t).describe()}"
+                         for t in tables)
+    if title.startswith("dbt"):
+        built = sum(1 for r in run.dbt.results if r.status == "success"
+                    and r.resource_type == "model")
+        stopped = ", ".join(sorted(u.rsplit(".", 1)[-1] for u in run.dbt.denied))
+        return f"{built} models built; stopped before they built: {stopped}"
+    if title.startswith("Airflow"):
+        return (f"{run.pii_export.task_id}: {run.pii_export.state} (blocked by "
+                f"{run.pii_export.denial.policy_id}); {run.revenue_export.task_id}: "
+                f"{run.revenue_export.state}, wrote {run.revenue_export.written}")
+    if title.startswith("A steward"):
+        exc = run.exception
+        return (f"{exc.id} approved by {exc.approver} until {exc.valid_until:%H:%M} UTC: export "
+                f"{run.pii_export_under_exception.state}; after expiry: "
+                f"{run.pii_export_after_expiry.state}")
+    if title.startswith("Scratch"):
+        dev = "allowed" if run.scratch_in_development.allow else "denied"
+        prod = "allowed" if run.scratch_in_production.allow else "denied"
+        return f"development: {dev}; production: {prod} ({run.scratch_in_production.policy_id})"
+    if title.startswith("Verify"):
+        return str(run.verification.message)
+    return f"report {run.paths.report_html}, picture {run.paths.lineage_svg}"
 
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+
+def _run_steps(story: ModuleType, out: Path) -> Any:
+    run = story.PlatformRun(story.PlatformPaths.under(out))
+    steps = list(story.steps())
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("starting", total=len(steps))
+        for number, step in enumerate(steps, 1):
+            progress.update(bar, description=step.title)
+            started = time.perf_counter()
+            try:
+                step.run(run)
+                line = _summary(step.title, run)
+            except Exception as err:  # noqa: BLE001 - the demo reports one line, no traceback
+                progress.stop()
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                console.print(f"[bold red]demo failed at step {number} '{step.title}':[/] ",
+                              end="")
+                _say(f"{reason}\n  → {step.hint}")
+                run.close()
+                sys.exit(1)
+            progress.advance(bar)
+            console.print(f"[green]✓[/] [bold]{step.title}[/] "
+                          f"[dim]({time.perf_counter() - started:.1f} s)[/]")
+            _say(f"   {line}")
+    return run
+
+
+def _show(run: Any) -> None:
+    from lacuna_orchestration.cli import decisions_table
+
+    gov = run.governor
+    console.rule("[bold]Lineage: Dagster → dbt → Airflow, with tiers")
+    for model in ("revenue_by_country", "contacts_anonymized"):
+        key = run.table(model).key
+        exports = [k for k in gov.graph.downstream(key, depth=1) if k.startswith("file::")]
+        _say(gov.graph.tree(exports[0] if exports else key))
+        _say("")
+
+    console.rule("[bold]What the gate stopped")
+    shown = [("Airflow: the PII export", run.pii_export.denial)]
+    for uid, decision in sorted(run.dbt.denied.items()):
+        shown.append((f"dbt: {uid.rsplit('.', 1)[-1]}", decision))
+    shown.append(("Airflow: the same export after the exception expired",
+                  run.pii_export_after_expiry.denial))
+    for title, decision in shown:
+        console.print(Panel(decision.message, title=title, border_style="red",
+                            title_align="left"), markup=False)
+
+    console.rule("[bold]Decisions")
+    wanted = sorted((d for d in gov.catalog.decisions(limit=500)
+                     if not d.allow or d.exception_id or d.action == "export"),
+                    key=lambda d: d.decided_at)
+    # A task's START event (listener) and its gate check decide the same question: show the
+    # answer once.
+    shown_rows = [d for i, d in enumerate(wanted) if i == 0 or _same(wanted[i - 1], d) is False]
+    console.print(decisions_table(shown_rows))
+
+    summary = run.report["sections"]["summary"]
+    console.rule("[bold]Written")
+    _say(f"ISO 27001 A.9.4 report: {run.paths.report_html} (and .json): "
+         f"{summary['access_attempts']} access decisions, {summary['denied']} denied, "
+         f"{summary['allowed_under_exception']} allowed under an exception")
+    _say(f"Lineage picture:        {run.paths.lineage_svg}")
+    _say(f"Lacuna store:           {run.paths.store}")
+    _say(f"Audit chain:            {run.verification.message}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (a.allow, a.action, a.source, a.destination, a.policy_id, a.exception_id) == (
+        b.allow, b.action, b.source, b.destination, b.policy_id, b.exception_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder, emptied first (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        story = load_platform()
+    except Exception as err:  # noqa: BLE001
+        _say(f"demo failed before it started: cannot load the platform ({err})\n"
+             "  → run `make install`")
+        return 1
+    out: Path = args.out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    console.rule("[bold]Lacuna: one governed platform — Dagster → dbt → Airflow")
+    run = _run_steps(story, out)
+    try:
+        _show(run)
+    finally:
+        run.close()
+    _say(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -166,6 +166,12 @@ def _a94(inputs: ReportInputs) -> dict[str, Any]:
         "denials_by_policy": dict(Counter(_decision(r).get("policy_id", "")
                                           for r in denied).most_common()),
         "denials": _limited([_row(r) for r in denied]),
+        # what a policy denied but a steward's exception let through, and the exceptions'
+        # own lifecycle: an auditor checks these next to the denials
+        "allowed_under_exception": _limited([_row(r) for r in attempts
+                                             if _decision(r).get("exception_id")]),
+        "exception_workflow": _limited([_row(r) for r in inputs.records
+                                        if r.action.startswith("exception.")]),
         "api_refusals": _limited([_row(r) for r in refused]),
     }
 
