@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -148,13 +149,36 @@ def create_app(settings: ServerSettings | Settings | None = None, *,
         version="1.0",
         summary="OpenLineage-compatible governance service: classify, gate, audit.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: no CDN on air-gapped networks
     )
     app.state.lacuna = state
     install_error_handlers(app)
     for module in (ingest, gate, catalog, exceptions, audit, admin, web):
         app.include_router(module.router)
     app.mount("/lineage-assets", StaticFiles(directory=str(web.WEB_DIR)), name="lineage-assets")
+    _serve_api_docs(app)
     return app
+
+
+def _serve_api_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package when it is installed (the
+    ``server`` extra), so the page works where the default CDN is unreachable; FastAPI's
+    CDN page otherwise."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        js, css = None, None
+    else:
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+        js, css = "/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        extra = {"swagger_js_url": js, "swagger_css_url": css} if js and css else {}
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title=f"{app.title} — API", **extra)
 
 
 def app_from_env() -> FastAPI:

@@ -148,3 +148,12 @@ def test_override_is_audited_and_propagates(client: TestClient) -> None:
     bad = client.post("/api/v1/overrides", headers=auth(steward), json={
         "dataset": "sales.csv", "tier": "TOP_SECRET", "reason": "x" * 5})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "tier"
+
+
+def test_api_docs_are_served_without_a_cdn(sqlite_client: TestClient) -> None:
+    page = sqlite_client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "cdn." not in page.text
+    bundle = sqlite_client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    assert sqlite_client.get("/openapi.json").json()["paths"]["/api/v1/lineage"]
