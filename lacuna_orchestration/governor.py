@@ -130,6 +130,7 @@ class Governor:
         self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
         self._applied_seq = 0  # the chain position the in-memory graph reflects
         self._graph_stale = True
+        self._head = self.audit.head_probe()
         self._ensure_graph()
         # No linger: a lone caller commits at once; callers that arrive while a commit runs
         # share the next one (the classic group commit).
@@ -145,6 +146,7 @@ class Governor:
     def close(self) -> None:
         """Commit what is queued (graceful shutdown drains the audit batches), then let go."""
         self._committer.close()
+        self._head.close()
         close = getattr(self.decider.engine, "close", None)
         if close:
             close()
@@ -337,7 +339,7 @@ class Governor:
         when nothing changed; otherwise the datasets the new records name are reloaded with
         their incoming edges and propagated — the cost of what changed, not of the graph.
         """
-        head = self.audit.head().seq
+        head = self._head.seq()
         with self._feed_lock:
             applied = self._applied_seq
         if head <= applied:

@@ -95,3 +95,23 @@ def test_catalog_on_postgres(pg_engine: Engine) -> None:
     store, graph = saved(pg_engine)
     check_lineage(store, graph)
     check_load(store, graph)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_edge_whose_dataset_row_is_missing_loads_as_a_bare_node(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A load that reads edges committed after its dataset read (another writer between the two
+    statements) must not leave networkx nodes without a dataset: every node can be read."""
+    engine = (request.getfixturevalue("pg_engine") if backend == "postgres"
+              else make_engine(request.getfixturevalue("sqlite_url")))
+    store, _ = saved(engine)
+    late = LineageGraph()
+    late.add_edge(ref("late_source"), ref("stg"), OperationKind.JOIN, job="job.late")
+    store.save((), late.edges())  # the edge only, as a reader between two statements sees it
+    graph = store.load(LineageGraph())
+    node = graph.node("wh::late_source")
+    assert node.own is None and "wh::stg" in graph.g.successors("wh::late_source")
+    assert {n.ref.key for n in graph.nodes()} == set(graph.g)
+    changed = store.load_keys(graph, ["wh::stg", "wh::raw"])
+    assert changed == []  # reloading unchanged datasets changes nothing

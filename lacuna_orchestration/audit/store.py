@@ -63,6 +63,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "AuditStore",
     "ChainScan",
+    "HeadProbe",
     "ScanSource",
     "TransactionStep",
     "audit_table",
@@ -328,6 +329,11 @@ class AuditStore:
             self._fail("read the audit chain head", err)
         return ChainHead(int(row[0]), row[1]) if row else ChainHead.genesis()
 
+    def head_probe(self) -> HeadProbe:
+        """A cheap, repeatable read of the head's ``seq`` on a connection of its own (see
+        :class:`HeadProbe`); the caller closes it."""
+        return HeadProbe(self)
+
     def count(self) -> int:
         """How many records this tenant's table holds."""
         query = select(func.count()).where(audit_table.c.tenant == self.tenant)
@@ -457,6 +463,54 @@ class AuditStore:
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
             reason += " (call AuditStore.create_schema() first)"
         raise StoreError(f"audit store {self.database}: cannot {doing}: {reason}") from err
+
+
+class HeadProbe:
+    """Reads the chain head's ``seq`` in one round trip: a connection held outside the pool in
+    autocommit mode, so the read takes no transaction (no BEGIN/ROLLBACK, no SQLAlchemy
+    statement machinery). The governor asks before every decision whether another process
+    appended (~0.1 ms instead of ~1 ms through a pooled connection). Not thread-safe: one
+    caller at a time (the governor holds its lock). A failed read drops the connection, so
+    the next one reconnects."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+        self._raw: Any = None
+        placeholder = "?" if store._sqlite else "%s"
+        self._sql = f"SELECT seq FROM {HEAD_TABLE} WHERE tenant = {placeholder}"
+
+    def seq(self) -> int:
+        try:
+            conn = self._connection()
+            cursor = conn.cursor()
+            try:
+                row = cursor.execute(self._sql, (self._store.tenant,)).fetchone()
+            finally:
+                cursor.close()
+        except _driver_errors() as err:
+            self.close()
+            self._store._fail("read the audit chain head", err)
+        return int(row[0]) if row else 0
+
+    def _connection(self) -> Any:
+        if self._raw is None:
+            proxied = self._store.engine.raw_connection()
+            driver = proxied.driver_connection
+            proxied.detach()  # ours until close(): its autocommit never leaks into the pool
+            if self._store._sqlite:
+                driver.isolation_level = None
+            else:
+                driver.autocommit = True
+            self._raw = driver
+        return self._raw
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            try:
+                raw.close()
+            except _driver_errors():
+                pass
 
 
 # -- reading snapshots (verification) ------------------------------------------------------
