@@ -27,11 +27,11 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from lacuna_orchestration.audit.batcher import AuditBatcher
 from lacuna_orchestration.audit.checkpoints import (
@@ -152,7 +152,7 @@ class Governor:
             close()
         self.engine.dispose()
 
-    def __enter__(self) -> Governor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import PG_URL
 
 from lacuna_orchestration import governor as governor_module
 from lacuna_orchestration.governor import Governor
 from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.model import DatasetRef, Operation, OperationKind, Tier
 from lacuna_orchestration.settings import Settings
+from tests.conftest import PG_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = DatasetRef("analytics", "weekly_report")

@@ -546,7 +546,7 @@ def parse_event(payload: Any, translator: OpenLineageTranslator | None = None) -
 
     if kind == "dataset":
         inputs: tuple[DatasetSnapshot, ...] = ()
-        outputs = (tr.dataset(data["dataset"], "dataset"),)
+        outputs: tuple[DatasetSnapshot, ...] = (tr.dataset(data["dataset"], "dataset"),)
         run_facets: Mapping[str, Any] = {}
         job_facets: Mapping[str, Any] = {}
         job_ns = job_name = ""

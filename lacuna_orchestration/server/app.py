@@ -176,9 +176,11 @@ def _serve_api_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def api_docs() -> HTMLResponse:
-        extra = {"swagger_js_url": js, "swagger_css_url": css} if js and css else {}
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
-                                   title=f"{app.title} — API", **extra)
+        openapi_url, title = app.openapi_url or "/openapi.json", f"{app.title} — API"
+        if js and css:
+            return get_swagger_ui_html(openapi_url=openapi_url, title=title,
+                                       swagger_js_url=js, swagger_css_url=css)
+        return get_swagger_ui_html(openapi_url=openapi_url, title=title)
 
 
 def app_from_env() -> FastAPI:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
 from reliability_strategies import event
+from sqlalchemy.exc import OperationalError
 
 from lacuna_orchestration.errors import StoreError
 from lacuna_orchestration.governor import Governor
