@@ -46,6 +46,7 @@ import yaml
 
 from lacuna_orchestration.classify.embeddings import (
     EmbeddingClassifier,
+    SentenceTransformerEncoder,
     load_examples,
     query_text,
     split_words,
@@ -232,13 +233,14 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
 # -- the model in a fresh process -------------------------------------------------------------
 
 _LOAD_PROBE = r"""
-import json, os, time, psutil
+import json, os, sys, time, psutil
 proc = psutil.Process()
 rss0 = proc.memory_info().rss
 t0 = time.perf_counter()
-from lacuna_orchestration.classify.embeddings import SentenceTransformerEncoder
-enc = SentenceTransformerEncoder()
-import sentence_transformers, torch  # what load() imports, timed apart from the weights
+from lacuna_orchestration.classify.embeddings import make_encoder
+enc = make_encoder(None, sys.argv[1])  # the layer's default encoder, or the torch one
+if sys.argv[1] == "sentence-transformers":
+    import sentence_transformers, torch  # what load() imports, timed apart from the weights
 t1 = time.perf_counter()
 rss1 = proc.memory_info().rss
 enc.load()
@@ -247,16 +249,19 @@ rss2 = proc.memory_info().rss
 enc.encode(["customer email address"])
 t3 = time.perf_counter()
 rss3 = proc.memory_info().rss
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_encode_s": t3 - t2,
+print(json.dumps({"encoder": type(enc).__name__, "import_s": t1 - t0, "load_s": t2 - t1,
+  "first_encode_s": t3 - t2,
   "first_call_total_s": t3 - t0, "rss_base_mb": rss0 / 1e6, "rss_after_import_mb": rss1 / 1e6,
   "rss_loaded_mb": rss2 / 1e6, "rss_after_encode_mb": rss3 / 1e6,
-  "model_only_mb": (rss3 - rss1) / 1e6, "threads": torch.get_num_threads()}))
+  "model_only_mb": (rss3 - rss1) / 1e6, "process_mb": rss3 / 1e6}))
 """
 
 
-def model_load_probe() -> dict[str, Any]:
+def model_load_probe(backend: str = "auto") -> dict[str, Any]:
+    """First use of the embedding model in a fresh process: time and RSS (``auto`` = what the
+    layer uses by default, ``sentence-transformers`` = the torch path, for comparison)."""
     out = subprocess.run(
-        [sys.executable, "-c", _LOAD_PROBE], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _LOAD_PROBE, backend], capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -295,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     probe = None if args.no_probe else model_load_probe()
+    torch_probe = None if args.no_probe else model_load_probe("sentence-transformers")
 
     l1 = HeuristicClassifier.from_file(args.rules_file)
     with tempfile.TemporaryDirectory() as cache:
@@ -322,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         l2_results, l2_s = timed(l2_run, args.repeats)
         _, l2_hot_s = timed(lambda: l2.classify_many(items), args.repeats)
         texts = [query_text(i, l2.normalizer) for i in items]
-        model = l2.encoder.load()  # type: ignore[attr-defined]
+        # the issue's baseline: SentenceTransformer.encode of the same strings
+        model = SentenceTransformerEncoder().load()
 
         def raw_encode() -> Any:
             return model.encode(
@@ -440,12 +447,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if probe:
         print(
-            f"fresh process: import {probe['import_s']:.2f} s + model load "
-            f"{probe['load_s']:.2f} s + first encode {probe['first_encode_s']:.2f} s = "
+            f"fresh process, {probe['encoder']}: import {probe['import_s']:.2f} s + model "
+            f"load {probe['load_s']:.2f} s + first encode {probe['first_encode_s']:.2f} s = "
             f"{probe['first_call_total_s']:.2f} s; RSS {probe['rss_base_mb']:.0f} → "
-            f"{probe['rss_after_import_mb']:.0f} (torch+ST imported) → "
             f"{probe['rss_after_encode_mb']:.0f} MB (model loaded, one encode); model alone "
-            f"{probe['model_only_mb']:.0f} MB; torch threads {probe['threads']}"
+            f"{probe['model_only_mb']:.0f} MB"
+        )
+    if torch_probe:
+        print(
+            f"  for comparison, {torch_probe['encoder']} (torch): first call "
+            f"{torch_probe['first_call_total_s']:.2f} s, process RSS "
+            f"{torch_probe['process_mb']:.0f} MB, model alone {torch_probe['model_only_mb']:.0f} MB"
         )
     calibration = l2_calibration(cases, l2_results)
     print(
@@ -481,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "example_matrix": {"encode_s": warm_s, "from_cache_s": cached_matrix_s},
         "l2_calibration": calibration,
         "model_probe": probe,
+        "model_probe_torch": torch_probe,
         "targets": TARGETS,
         "cascade_mistakes": [
             {

@@ -113,6 +113,32 @@ def adapt_accuracy(data: Mapping[str, Any]) -> list[Row]:
     if f1 is not None:
         rows.append(Row("cascade tag F1 on the evaluation set", "", float(f1),
                         checks=(Check("ours", ">=", 0.95),)))
+    tier = _get(data, "scores", "cascade", "tier_accuracy")
+    if tier is not None:
+        rows.append(Row("cascade tier accuracy on the evaluation set", "", float(tier),
+                        checks=(Check("ours", ">=", 0.95),)))
+    shares = _get(data, "layer_usage", "shares") or {}
+    if "decided_by_l1" in shares:
+        rows.append(Row("cascade: share decided by L1", "%", 100 * float(shares["decided_by_l1"]),
+                        checks=(Check("ours", ">=", 85.0),)))
+    if "asked_l3_or_would" in shares:
+        rows.append(Row("cascade: share sent (or due) to L3", "%",
+                        100 * float(shares["asked_l3_or_would"]),
+                        checks=(Check("ours", "<=", 3.0),)))
+    probe, torch_probe = _get(data, "model_probe"), _get(data, "model_probe_torch")
+    if probe:
+        rows.append(Row(f"L2 model first call in a fresh process ({probe['encoder']})", "s",
+                        float(probe["first_call_total_s"]),
+                        baseline=(float(torch_probe["first_call_total_s"])
+                                  if torch_probe else None),
+                        baseline_label="sentence-transformers (torch)",
+                        ratio_label="ours / torch", checks=(Check("ours", "<", 3.0),)))
+        rows.append(Row("L2 model memory (RSS added by import + load)", "MB",
+                        float(probe["model_only_mb"]),
+                        baseline=float(torch_probe["model_only_mb"]) if torch_probe else None,
+                        baseline_label="sentence-transformers (torch)",
+                        ratio_label="ours / torch", checks=(Check("ours", "<=", 300.0),),
+                        note=f"whole process {probe['process_mb']:.0f} MB"))
     return rows
 
 

@@ -66,6 +66,10 @@ class Settings(BaseModel):
     embedding_model: str | None = Field(
         default=None, description="Model name/path; None = the bundled all-MiniLM-L6-v2."
     )
+    embedding_backend: Literal["auto", "numpy", "sentence-transformers"] = Field(
+        default="auto", description="How the model runs: 'numpy' (BERT models only, no torch: "
+        "loads in ~0.5 s), 'sentence-transformers' (torch), 'auto' = numpy when it can."
+    )
     embedding_cache_dir: str | None = Field(
         default=None, description="Where example embeddings are cached (.npy); None = "
         "~/.cache/lacuna/embeddings."

@@ -63,6 +63,7 @@ __all__ = [
     "SentenceTransformerEncoder",
     "examples_digest",
     "load_examples",
+    "make_encoder",
     "query_text",
 ]
 
@@ -311,6 +312,33 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def make_encoder(model: str | None = None, backend: str = "auto") -> Encoder:
+    """The encoder for ``model`` (None = the bundled all-MiniLM-L6-v2).
+
+    ``numpy`` runs a BERT sentence-transformer folder without torch (``classify/minilm.py``:
+    the same vectors, a fraction of the load time and memory); ``sentence-transformers`` uses
+    the library (any architecture, Hub-cache names); ``auto`` takes numpy whenever the model is
+    a local folder it supports.
+    """
+    if backend not in ("auto", "numpy", "sentence-transformers"):
+        raise ClassificationError(
+            f"embedding_backend must be auto, numpy or sentence-transformers, got {backend!r}"
+        )
+    reference = SentenceTransformerEncoder(model)
+    if backend == "sentence-transformers":
+        return reference
+    from lacuna_orchestration.classify.minilm import NumpyMiniLMEncoder, check_supported
+
+    folder = Path(reference._location())
+    try:
+        check_supported(folder)
+    except ClassificationError:
+        if backend == "numpy":
+            raise
+        return reference
+    return NumpyMiniLMEncoder(folder, name=reference.name)
+
+
 # -- the layer -----------------------------------------------------------------------------
 
 
@@ -343,7 +371,7 @@ class EmbeddingClassifier:
             raise ClassificationError(f"k must be at least 1, got {k}")
         if not 0.0 < tag_share <= 1.0 or not far < near:
             raise ClassificationError("need 0 < tag_share <= 1 and far < near")
-        self.encoder: Encoder = encoder or SentenceTransformerEncoder(model)
+        self.encoder: Encoder = encoder or make_encoder(model)
         self.examples = tuple(examples) if examples is not None else load_examples(examples_file)
         if not self.examples:
             raise ClassificationError("the embedding layer needs at least one labelled example")
@@ -374,7 +402,8 @@ class EmbeddingClassifier:
             from lacuna_orchestration.classify.heuristics import HeuristicClassifier
 
             normalizer = HeuristicClassifier.from_file(settings.rules_file).normalizer
-        return cls(model=settings.embedding_model, cache_dir=cache_dir, normalizer=normalizer)
+        encoder = make_encoder(settings.embedding_model, settings.embedding_backend)
+        return cls(encoder=encoder, cache_dir=cache_dir, normalizer=normalizer)
 
     # -- public ------------------------------------------------------------------------------
 
