@@ -45,7 +45,13 @@ from lacuna_orchestration.audit.verify import VerifyReport, verify
 from lacuna_orchestration.catalog import CatalogStore
 from lacuna_orchestration.classify.pipeline import CascadeClassifier, ColumnContext
 from lacuna_orchestration.db import check_connection, make_engine
-from lacuna_orchestration.errors import ConfigError, LacunaError, NotFound, ValidationError
+from lacuna_orchestration.errors import (
+    ConfigError,
+    LacunaError,
+    NotFound,
+    StoreError,
+    ValidationError,
+)
 from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.lineage.graph import DatasetNode, LineageGraph
 from lacuna_orchestration.lineage.openlineage import DatasetSnapshot, LineageEvent, parse_event
@@ -128,6 +134,7 @@ class Governor:
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
         self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
         self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
+        self._generation = 0  # bumped by every reload (see _committed)
         self._applied_seq = 0  # the chain position the in-memory graph reflects
         self._graph_stale = True
         self._head = self.audit.head_probe()
@@ -187,6 +194,39 @@ class Governor:
             return result
         return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
+    def ingest_many(
+        self, events: Sequence[Any], *, via: str = "api",
+        actors: Sequence[str | None] | None = None,
+    ) -> tuple[list[IngestResult], StoreError | None]:
+        """Ingest ``events`` in order as one bulk import: every event is validated first
+        (``IngestError`` names the first bad one; nothing is written), then they are applied
+        one after another and group-committed together instead of one commit each.
+
+        Returns the results of the events whose writes committed, in order, and the
+        ``StoreError`` that stopped the rest (None when all committed): a failed commit fails
+        every event after it, so the committed ones are always a prefix.
+        """
+        parsed = [parse_event(e) for e in events]
+        who = list(actors) if actors is not None else [None] * len(parsed)
+        if len(who) != len(parsed):
+            raise ValidationError(f"{len(parsed)} events but {len(who)} actors")
+        queued: list[tuple[IngestResult, Future[list[AuditRecord]]]] = []
+        with self._lock:
+            self._ensure_graph()
+            for event, actor in zip(parsed, who, strict=True):
+                try:
+                    queued.append(self._ingest_locked(event, via, actor))
+                except BaseException:
+                    self._restore_graph()
+                    raise
+        done: list[IngestResult] = []
+        for result, pending in queued:
+            try:
+                done.append(dataclasses.replace(result, audit=tuple(self._wait(pending))))
+            except StoreError as err:
+                return done, err
+        return done, None
+
     def _ingest_locked(
         self, parsed: LineageEvent, via: str, actor: str | None
     ) -> tuple[IngestResult, Future[list[AuditRecord]]]:
@@ -243,16 +283,21 @@ class Governor:
                 self._own[record.record_id] = None
             while len(self._own) > OWN_RECORDS:  # ids of failed commits are never read back
                 self._own.popitem(last=False)
-        pending.add_done_callback(self._committed)
+            generation = self._generation
+        pending.add_done_callback(lambda done: self._committed(generation, done))
         return pending
 
-    def _committed(self, done: Future[list[AuditRecord]]) -> None:
+    def _committed(self, generation: int, done: Future[list[AuditRecord]]) -> None:
         """On the committer's thread, as a write commits: when nobody else appended since the
-        graph's position, move the position past it — catching up need not read it back."""
+        graph's position, move the position past it — catching up need not read it back.
+        A write queued before the graph was reloaded is not in the reloaded graph: it is left
+        for catching up to read."""
         if done.cancelled() or done.exception() is not None:
             return
         linked = done.result()
         with self._feed_lock:
+            if generation != self._generation:
+                return
             if linked and linked[0].seq == self._applied_seq + 1:
                 self._applied_seq = linked[-1].seq
                 for record in linked:
@@ -316,9 +361,14 @@ class Governor:
         # The head first: whatever commits while the catalog loads is caught up with later
         # (reloading a dataset twice is harmless; missing one is not).
         seq = self.audit.head().seq
-        self.graph = self.catalog.load(LineageGraph())
+        graph = self.catalog.load(LineageGraph())
         with self._feed_lock:
+            # Writes still queued are not in what was just loaded: forget that they are
+            # ours, so catching up reads them back once they commit.
+            self._generation += 1
+            self._own.clear()
             self._applied_seq = seq
+        self.graph = graph
         self._graph_stale = False
 
     def _restore_graph(self) -> None:

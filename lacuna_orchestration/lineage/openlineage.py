@@ -490,8 +490,11 @@ def _check_facets(data: Mapping[str, Any], kind: str) -> None:
 def parse_event(payload: Any, translator: OpenLineageTranslator | None = None) -> LineageEvent:
     """Validate one OpenLineage event and return Lacuna's view of it.
 
-    Raises ``IngestError`` naming the missing or invalid field.
+    Raises ``IngestError`` naming the missing or invalid field. An already parsed
+    ``LineageEvent`` is returned as it is (the service validates before it ingests).
     """
+    if isinstance(payload, LineageEvent):
+        return payload
     tr = translator or OpenLineageTranslator()
     data = _load(payload)
     _require_str(data, "eventTime", "")

@@ -13,7 +13,6 @@ field). Valid batches are then ingested in order; if the database fails midway t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lacuna_orchestration.errors import IngestError, StoreError
 from lacuna_orchestration.governor import Governor, IngestResult
-from lacuna_orchestration.lineage.openlineage import OpenLineageTranslator, parse_event
+from lacuna_orchestration.lineage.openlineage import LineageEvent, parse_event
 from lacuna_orchestration.server.body import JSON_TYPES, NDJSON_TYPES, read_body
 from lacuna_orchestration.server.deps import AppState, Caller, app_state
 from lacuna_orchestration.server.errors import ApiError, error_body, field_of
@@ -34,7 +33,6 @@ router = APIRouter(prefix="/api/v1/lineage", tags=["lineage ingest"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 413, 415, 503)
 }
-_TRANSLATOR = OpenLineageTranslator()
 
 
 def _load_json(raw: bytes, where: str = "body") -> Any:
@@ -45,21 +43,6 @@ def _load_json(raw: bytes, where: str = "body") -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
         raise ApiError(400, "invalid_json", f"{where} is not valid JSON: {err}", where) from None
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def event_actor(event: Any, fallback: str) -> str:
-    """The person an event names (``lacuna`` run/job facet ``user``), else the caller."""
-    if isinstance(event, Mapping):
-        run_facets = _mapping(_mapping(event.get("run")).get("facets"))
-        job_facets = _mapping(_mapping(event.get("job")).get("facets"))
-        user = _TRANSLATOR.get_context(run_facets, job_facets).get("user")
-        if user:
-            return user
-    return fallback
 
 
 def ingest_body(result: IngestResult) -> dict[str, Any]:
@@ -82,8 +65,9 @@ def ingest_body(result: IngestResult) -> dict[str, Any]:
     }
 
 
-def validate_event(event: Any, where: str = "") -> None:
-    """Parse ``event`` the way the governor will, before anything is written.
+def validate_event(event: Any, where: str = "") -> LineageEvent:
+    """Parse ``event`` the way the governor will, before anything is written; the parsed
+    event goes on to the governor, so an event is parsed once.
 
     ``parse_event`` is a pure function of client input: an ``IngestError`` names the field;
     any other exception from it is a malformed value the parser did not anticipate (a list
@@ -91,7 +75,7 @@ def validate_event(event: Any, where: str = "") -> None:
     """
     prefix = f"{where}: " if where else ""
     try:
-        parse_event(event)
+        return parse_event(event)
     except IngestError as err:
         message = str(err)
         raise ApiError(400, "invalid_event", prefix + message,
@@ -122,12 +106,13 @@ async def post_lineage(request: Request, who: Caller.LINEAGE_WRITE) -> JSON:
         raise ApiError(400, "invalid_event",
                        f"an OpenLineage event is a JSON object, got {type(event).__name__}",
                        "body")
-    validate_event(event)
-    actor = event_actor(event, who.actor)
+    # parsed from the bytes (JSON text is size-checked as it is, not re-serialised)
+    parsed = validate_event(raw)
+    actor = parsed.user or who.actor
     gov = state.governors.cached(who.tenant)
     if gov is None:
         gov = await run_in_threadpool(state.governors.get, who.tenant)
-    result = await run_in_threadpool(gov.ingest, event, via=who.via, actor=actor)
+    result = await run_in_threadpool(gov.ingest, parsed, via=who.via, actor=actor)
     state.alert_denials(_fresh_denials(result), tenant=who.tenant, actor=actor)
     return JSON(ingest_body(result), status_code=201)
 
@@ -149,15 +134,12 @@ def _split_batch(raw: bytes) -> list[tuple[int, Any]]:
     return out
 
 
-def _ingest_all(gov: Governor, events: list[tuple[int, Any]], via: str,
+def _ingest_all(gov: Governor, events: list[tuple[int, LineageEvent]], via: str,
                 fallback: str) -> tuple[list[tuple[int, IngestResult]], StoreError | None]:
-    done: list[tuple[int, IngestResult]] = []
-    for number, event in events:
-        try:
-            done.append((number, gov.ingest(event, via=via, actor=event_actor(event, fallback))))
-        except StoreError as err:
-            return done, err
-    return done, None
+    """The batch through ``Governor.ingest_many``: in order, group-committed together."""
+    done, failure = gov.ingest_many([e for _, e in events], via=via,
+                                    actors=[e.user or fallback for _, e in events])
+    return [(number, result) for (number, _), result in zip(events, done)], failure
 
 
 @router.post("/batch", status_code=201, responses=_ERRORS,
@@ -170,13 +152,13 @@ async def post_lineage_batch(request: Request, who: Caller.LINEAGE_WRITE) -> JSO
         raise ApiError(413, "batch_too_large",
                        f"{len(events):,} events; a batch may carry at most "
                        f"{state.settings.max_batch_events:,}", "body")
-    for number, event in events:  # validate all before writing any
-        validate_event(event, f"line {number}")
+    # validate all before writing any
+    parsed = [(number, validate_event(event, f"line {number}")) for number, event in events]
     gov = await run_in_threadpool(state.governors.get, who.tenant)
-    done, failure = await run_in_threadpool(_ingest_all, gov, events, who.via, who.actor)
+    done, failure = await run_in_threadpool(_ingest_all, gov, parsed, who.via, who.actor)
     for _, result in done:
         state.alert_denials(_fresh_denials(result), tenant=who.tenant,
-                            actor=event_actor(result.event.raw, who.actor))
+                            actor=result.event.user or who.actor)
     results = [
         {"line": number, "allowed": r.allowed,
          "denials": [d.decision_id for d in r.denials],
