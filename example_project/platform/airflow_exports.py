@@ -36,7 +36,7 @@ from lacuna_orchestration.model import Decision
 from .config import GOVERNED_EXPORT, PARTNER_EXPORT, PlatformPaths
 
 __all__ = ["DAG_ID", "PII_EXPORT_TASK", "REVENUE_EXPORT_TASK", "TaskRun", "build_dag",
-           "run_task"]
+           "run_task", "server_backend"]
 
 DAG_ID = "platform_exports"
 PII_EXPORT_TASK = "export_customer_transactions"
@@ -150,10 +150,25 @@ def _task_log(into: io.StringIO) -> Iterator[None]:
         listener_log.setLevel(level)
 
 
-def run_task(dag: Any, task_id: str, governor: Any, *, run_id: str,
+def server_backend(url: str, api_key: str, *, user: str) -> Any:
+    """The Airflow integration's remote backend: what ``get_backend()`` opens on a worker
+    configured with ``AIRFLOW__LACUNA__SERVER_URL`` and ``AIRFLOW__LACUNA__API_KEY``, built
+    here from the same parts so the demo does not rewrite its own process environment."""
+    from lacuna_orchestration.client import RemoteGovernor
+    from lacuna_orchestration.integrations.airflow.backend import Backend, BackendDefaults
+
+    return Backend(RemoteGovernor(url, api_key=api_key, timeout_s=30.0), remote=True,
+                   defaults=BackendDefaults(user=user, environment="production"),
+                   description=f"server {url}")
+
+
+def run_task(dag: Any, task_id: str, lacuna: Any, *, run_id: str,
              destination: Path | None = None) -> TaskRun:
     """Run one task of ``dag`` in process with Lacuna's listener and gate; a denial fails the
-    task (state ``failed``) before ``execute`` — nothing is written."""
+    task (state ``failed``) before ``execute`` — nothing is written.
+
+    ``lacuna`` is an in-process ``Governor`` or an Airflow integration ``Backend`` (e.g.
+    ``server_backend``): the hooks talk to whichever it is through the same two calls."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from lacuna_orchestration.integrations.airflow.backend import Backend
@@ -162,7 +177,8 @@ def run_task(dag: Any, task_id: str, governor: Any, *, run_id: str,
     from lacuna_orchestration.integrations.airflow.translator import AirflowTranslator
 
     translator = AirflowTranslator()
-    backend = _RecordingBackend(Backend.for_governor(governor))
+    inner = lacuna if isinstance(lacuna, Backend) else Backend.for_governor(lacuna)
+    backend = _RecordingBackend(inner)
     listener = LacunaListener(translator=translator, backend=backend)  # type: ignore[arg-type]
     gate = TaskGate(translator=translator, backend=backend)  # type: ignore[arg-type]
     task = dag.get_task(task_id)

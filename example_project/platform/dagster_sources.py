@@ -40,6 +40,7 @@ __all__ = [
     "WarehouseTranslator",
     "build_raw_assets",
     "load_sources",
+    "load_sources_via_server",
 ]
 
 GROUP = "raw_sources"
@@ -167,15 +168,29 @@ def load_sources(governor: Any, paths: PlatformPaths, *, user: str) -> dg.Execut
     reason when a step fails (the demo turns it into one line)."""
     from lacuna_orchestration.integrations.dagster.backend import attach_governor, detach_governor
 
-    Path(paths.out).mkdir(parents=True, exist_ok=True)
     handle = attach_governor(governor)
     try:
         lacuna = PlatformLacunaResource(attached=handle, platform_out=str(paths.out), user=user)
-        defs = build_definitions(paths, lacuna)
-        job = defs.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(run_config=QUIET, raise_on_error=False)
+        return _materialize(paths, lacuna)
     finally:
         detach_governor(handle)
+
+
+def load_sources_via_server(url: str, api_key: str, paths: PlatformPaths, *,
+                            user: str) -> dg.ExecuteInProcessResult:
+    """The same run reporting to a Lacuna server: the resource is configured with the
+    server's URL and a producer key — the only difference from ``load_sources``. The gate
+    still decides before every write; an unreachable server fails it closed."""
+    lacuna = PlatformLacunaResource(url=url, api_key=api_key, platform_out=str(paths.out),
+                                    user=user, environment="production", timeout_s=30.0)
+    return _materialize(paths, lacuna)
+
+
+def _materialize(paths: PlatformPaths, lacuna: LacunaResource) -> dg.ExecuteInProcessResult:
+    Path(paths.out).mkdir(parents=True, exist_ok=True)
+    defs = build_definitions(paths, lacuna)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(run_config=QUIET, raise_on_error=False)
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         reason = failures[0].step_failure_data.error.message.strip() if failures else "unknown"

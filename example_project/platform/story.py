@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from lacuna_orchestration.model import DatasetRef, Decision, Operation, OperationKind, utcnow
 
@@ -38,7 +38,8 @@ from .config import (
     PlatformPaths,
 )
 
-__all__ = ["EXCEPTION_HOURS", "MovableClock", "PlatformRun", "Step", "open_governor", "steps"]
+__all__ = ["EXCEPTION_HOURS", "MovableClock", "PlatformRun", "Step", "export_marts",
+           "open_governor", "scratch_space", "steps"]
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
@@ -98,10 +99,16 @@ class PlatformRun:
             self.governor = None
 
 
+RunT = TypeVar("RunT")
+
+
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[RunT]):
+    """One step of a story: its title, what it does to the run (a ``PlatformRun`` here, a
+    ``ServiceRun`` in the service variant) and what to run when it fails."""
+
     title: str
-    run: Callable[[PlatformRun], Any]
+    run: Callable[[RunT], Any]
     hint: str
 
 
@@ -124,15 +131,21 @@ def _dbt(run: PlatformRun) -> None:
 
 
 def _airflow(run: PlatformRun) -> None:
-    dag = af.build_dag(run.paths)
-    run.pii_export = af.run_task(dag, af.PII_EXPORT_TASK, run.governor,
-                                 run_id="scheduled__1", destination=run.paths.mounted(
-                                     PARTNER_EXPORT))
-    if run.pii_export.state != "failed" or run.pii_export.denial is None:
-        raise RuntimeError("the PII export to the partner share was not blocked")
+    export_marts(run, run.governor)
+
+
+def export_marts(run: Any, lacuna: Any) -> None:
+    """Run the export DAG's two tasks against ``lacuna`` (a governor, or the Airflow
+    integration's backend for a server) and insist on the story's outcome: the PII export is
+    blocked, the aggregate export runs. ``run`` is a ``PlatformRun`` or a service run."""
     from .config import GOVERNED_EXPORT
 
-    run.revenue_export = af.run_task(dag, af.REVENUE_EXPORT_TASK, run.governor,
+    dag = af.build_dag(run.paths)
+    run.pii_export = af.run_task(dag, af.PII_EXPORT_TASK, lacuna, run_id="scheduled__1",
+                                 destination=run.paths.mounted(PARTNER_EXPORT))
+    if run.pii_export.state != "failed" or run.pii_export.denial is None:
+        raise RuntimeError("the PII export to the partner share was not blocked")
+    run.revenue_export = af.run_task(dag, af.REVENUE_EXPORT_TASK, lacuna,
                                      run_id="scheduled__1",
                                      destination=run.paths.mounted(GOVERNED_EXPORT))
     if run.revenue_export.state != "success":
@@ -168,9 +181,14 @@ def _exception(run: PlatformRun) -> None:
 
 
 def _scratch(run: PlatformRun) -> None:
-    """The same export to scratch space, asked by a developer in two environments."""
+    scratch_space(run, run.governor.check)
+
+
+def scratch_space(run: Any, check: Callable[..., Decision]) -> None:
+    """The same export to scratch space, asked by a developer in two environments. ``check``
+    is ``Governor.check`` or ``RemoteGovernor.check`` (same signature)."""
     def ask(environment: str) -> Decision:
-        return run.governor.check(Operation(
+        return check(Operation(
             kind=OperationKind.EXPORT, sources=(run.table("revenue_by_country"),),
             destination=DatasetRef("file", SCRATCH_EXPORT), user=ANALYST, purpose="analytics",
             environment=environment, code="notebook.sample_revenue",
@@ -199,7 +217,7 @@ def _write_outputs(run: PlatformRun) -> None:
     run.paths.lineage_svg.write_text(render_svg(run.governor.graph))
 
 
-def steps() -> Iterator[Step]:
+def steps() -> Iterator[Step[PlatformRun]]:
     """The story in order; ``hint`` is what to run when that step fails."""
     yield Step("Open Lacuna (SQLite store, embedded Rego policies, local classifier)", _open,
                "check that policies/ exists and `make install` succeeded")
@@ -217,7 +235,8 @@ def steps() -> Iterator[Step]:
                "check that the output folder is writable")
 
 
-def run_all(out: Path | str, on_step: Callable[[Step], None] | None = None) -> PlatformRun:
+def run_all(out: Path | str,
+            on_step: Callable[[Step[PlatformRun]], None] | None = None) -> PlatformRun:
     """Every step in order (no progress display, exceptions propagate): for tests."""
     run = PlatformRun(PlatformPaths.under(out))
     try:
