@@ -130,7 +130,8 @@ def dev_key(state_dir: Path) -> str:
 def dev_settings(args: argparse.Namespace) -> Any:
     state_dir = Path(args.state_dir)
     url = getattr(args, "database_url", None) or f"sqlite:///{state_dir / 'dev.db'}"
-    core = _core(args, database_url=url, environment="development",
+    core = _core(args, database_url=url,
+                 environment=getattr(args, "environment", None) or "development",
                  policy_backend="embedded")
     key = args.admin_key or os.environ.get("LACUNA_SERVER_BOOTSTRAP_ADMIN_KEY") \
         or dev_key(state_dir)
@@ -343,6 +344,8 @@ def add_server_parsers(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--state-dir", default=".lacuna", help="where dev.db and the key live")
     p.add_argument("--admin-key", help="use this admin key instead of the generated one")
+    p.add_argument("--environment", help="the environment events are decided in "
+                   "(default: development; e.g. production to try production policies)")
     p.add_argument("--server-config")
     p.add_argument("--log-level", default="info")
     p.set_defaults(handler=cmd_dev)

@@ -159,3 +159,15 @@ def test_lacuna_serve_two_workers_on_postgres(pg_schema, tmp_path: Path) -> None
     finally:
         out = _stop(proc)
     assert "2 worker(s)" in out
+
+
+def test_lacuna_dev_environment_option(tmp_path: Path) -> None:
+    from lacuna_orchestration.cli import build_parser
+    from lacuna_orchestration.server_cli import dev_settings
+
+    parser = build_parser()
+    default = dev_settings(parser.parse_args(["dev", "--state-dir", str(tmp_path)]))
+    assert default.core.environment == "development"
+    chosen = dev_settings(parser.parse_args(
+        ["dev", "--state-dir", str(tmp_path), "--environment", "production"]))
+    assert chosen.core.environment == "production"
