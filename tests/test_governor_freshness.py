@@ -47,6 +47,19 @@ def open_governor(backend: str, request: pytest.FixtureRequest) -> Iterator[Call
         gov.close()
 
 
+def count_commits(gov: Governor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of audit records of every transaction the governor commits from now on."""
+    commits: list[int] = []
+    real = gov.audit.append_prepared
+
+    def counting(items: Any, also: Any = ()) -> Any:
+        commits.append(len(items))
+        return real(items, also)
+
+    monkeypatch.setattr(gov.audit, "append_prepared", counting)
+    return commits
+
+
 def transform(inputs: list[DatasetSpec], output: DatasetSpec) -> dict[str, Any]:
     return build_run_event(job=("etl", "weekly"), event_type="COMPLETE", inputs=inputs,
                            outputs=[output], operation="join", run_id=str(uuid.uuid4()))
@@ -120,14 +133,7 @@ def test_concurrent_ingests_share_commits_and_keep_one_chain(
     open_governor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gov = open_governor()
-    commits: list[int] = []
-    real = gov.audit.append_prepared
-
-    def counting(items: Any, also: Any = ()) -> Any:
-        commits.append(len(items))
-        return real(items, also)
-
-    monkeypatch.setattr(gov.audit, "append_prepared", counting)
+    commits = count_commits(gov, monkeypatch)
     threads, per_thread = 8, 15
     errors: list[BaseException] = []
     start = threading.Barrier(threads)
@@ -172,14 +178,7 @@ def test_queued_writes_commit_by_flush(open_governor) -> None:
 
 def test_a_bulk_import_shares_commits(open_governor, monkeypatch: pytest.MonkeyPatch) -> None:
     gov = open_governor()
-    commits: list[int] = []
-    real = gov.audit.append_prepared
-
-    def counting(items: Any, also: Any = ()) -> Any:
-        commits.append(len(items))
-        return real(items, also)
-
-    monkeypatch.setattr(gov.audit, "append_prepared", counting)
+    commits = count_commits(gov, monkeypatch)
     events = [transform([CUSTOMERS], DatasetSpec(DatasetRef("analytics", f"b{n}")))
               for n in range(40)]
     done, failure = gov.ingest_many(events, via="import")
