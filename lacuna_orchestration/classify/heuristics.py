@@ -17,6 +17,16 @@ Names are read the way people write them: ``customerEmail``, ``cust_email_addr``
 (case changes, separators and digits split words; abbreviations from the rules file expand;
 plurals reduce to a known singular; run-together words split when every piece is known).
 
+Two kinds of rule let L1 settle ordinary columns without overruling the specific ones:
+
+* a **fallback** rule (``fallback: true``) names the *shape* of a business column - a record
+  key, a timestamp, a flag, a status - and counts only when no other rule matched, so that
+  ``customer_id`` stays a customer key, ``birth_date`` a birth date and ``country_code`` public
+  reference data, however generic their last word is;
+* a rule with ``when_dataset`` and no pattern matches **every column** of a dataset whose name
+  contains one of its phrases (all columns of a ``reference`` or ``open data`` table are
+  published), still combined with the other matches like any rule.
+
 Negative rules keep L1 honest: a rule with ``suppresses`` (hashed/masked values, aggregates)
 *neutralises* the other matches that carry those tags - they lose the tags and are capped at the
 negative rule's tier - and both the match and the neutralisation appear in the evidence. Sample
@@ -25,7 +35,7 @@ holds plain addresses is PII again).
 
 >>> clf = HeuristicClassifier.from_file()
 >>> clf.classify_column("cust_email_addr").describe()
-'PROPRIETARY, tags: CONTACT, EMAIL, GDPR, PII'
+'PROPRIETARY, tags: GDPR, PII'
 >>> clf.classify_column("email_sha256").describe()
 'INTERNAL, tags: ANONYMIZED'
 >>> [e.source for e in clf.classify_column("customerEmail").evidence]
@@ -98,6 +108,15 @@ class Rule:
     exclude_regex: tuple[str, ...] = ()
     suppresses: frozenset[str] = frozenset()
     cap_tier: Tier | None = None
+    fallback: bool = False
+
+    @property
+    def dataset_wide(self) -> bool:
+        """A ``when_dataset`` rule without patterns: it matches every column of the datasets
+        its phrases name."""
+        return bool(self.when_dataset) and not (
+            self.words or self.regex or self.raw_regex or self.data_types
+        )
 
     @property
     def neutralised_tier(self) -> Tier:
@@ -147,6 +166,7 @@ _RULE_FIELDS = frozenset(
         "confidence",
         "suppresses",
         "cap_tier",
+        "fallback",
     }
 )
 _PATTERN_FIELDS = ("words", "regex", "raw_regex", "data_types")
@@ -242,8 +262,12 @@ class _RulesFile:
                 "exclude_regex",
             )
         }
-        if not any(texts[f] for f in _PATTERN_FIELDS):
-            raise self.fail(f"needs at least one of {', '.join(_PATTERN_FIELDS)}", rule_id)
+        if not any(texts[f] for f in _PATTERN_FIELDS) and not texts["when_dataset"]:
+            raise self.fail(
+                f"needs at least one of {', '.join(_PATTERN_FIELDS)} (or when_dataset alone, "
+                "to match every column of such datasets)",
+                rule_id,
+            )
         for field_name in ("regex", "raw_regex", "exclude_regex"):
             for pattern in texts[field_name]:
                 try:
@@ -253,6 +277,14 @@ class _RulesFile:
         if texts["when_dataset"] and applies == "dataset":
             raise self.fail("when_dataset only applies to column rules", rule_id)
         cap = raw.get("cap_tier")
+        fallback = raw.get("fallback", False)
+        if not isinstance(fallback, bool):
+            raise self.fail(f"fallback must be true or false, not {fallback!r}", rule_id)
+        if fallback and raw.get("suppresses"):
+            raise self.fail(
+                "a fallback rule cannot suppress: it only counts when no other rule matched",
+                rule_id,
+            )
         return Rule(
             id=rule_id,
             description=" ".join(str(raw.get("description", "")).split()),
@@ -269,6 +301,7 @@ class _RulesFile:
             exclude_regex=texts["exclude_regex"],
             suppresses=self._tags(raw.get("suppresses"), "suppresses", rule_id),
             cap_tier=None if cap is None else self._tier(cap, "cap_tier", rule_id),
+            fallback=fallback,
         )
 
     def _tier(self, value: Any, field_name: str, rule_id: str) -> Tier:
@@ -519,6 +552,8 @@ class _Scope:
         self.longest = max(
             [self.longest] + [len(normalizer.tokens(p)) for r in self.rules for p in r.when_dataset]
         )
+        self.dataset_wide = tuple(i for i, rule in enumerate(self.rules) if rule.dataset_wide)
+        self.fallbacks = frozenset(i for i, rule in enumerate(self.rules) if rule.fallback)
         self.types: dict[str, list[int]] = {}
         for i, rule in enumerate(self.rules):
             for data_type in rule.data_types:
@@ -603,6 +638,10 @@ class _Scope:
         if data_type is not None:
             for i in self.types.get(data_type, ()):
                 found.setdefault(i, []).append(f"data type {data_type!r}")
+        if context:
+            for i in self.dataset_wide:
+                if i in context:
+                    found.setdefault(i, []).append("its dataset's name")
         if not found:
             return []
         prefilter, per_rule = self.exclude_regex
@@ -610,11 +649,16 @@ class _Scope:
             for i, patterns in per_rule:
                 if any(p.search(text) for p in patterns):
                     vetoed.add(i)
-        return [
-            (i, tuple(dict.fromkeys(what)))
-            for i, what in sorted(found.items())
-            if i not in vetoed and (i not in self.context_keys or i in context)
+        context_keys = self.context_keys
+        live = [
+            i for i in sorted(found) if i not in vetoed and (i not in context_keys or i in context)
         ]
+        if self.fallbacks:
+            # a specific rule knows this column: the generic shape rules stay silent
+            specific = [i for i in live if i not in self.fallbacks]
+            if specific:
+                live = specific
+        return [(i, tuple(dict.fromkeys(found[i]))) for i in live]
 
     def context(self, dataset_words: tuple[str, ...]) -> frozenset[int]:
         """The rules whose ``when_dataset`` phrases occur in a dataset's name."""
@@ -780,7 +824,10 @@ class HeuristicClassifier:
                 Tier.PUBLIC, frozenset(), self._no_match, Layer.HEURISTIC, (), NO_MATCH_REASONING
             )
         rules = scope.rules
+        shown = repr(target)
         suppressors = [rules[i] for i, _ in hits if rules[i].suppresses]
+        if not suppressors:
+            return self._decide_plain(rules, hits, target, shown)
         tiers: list[Tier] = []
         confidences: list[float] = []
         tags: set[str] = set()
@@ -789,7 +836,7 @@ class HeuristicClassifier:
         for i, what in hits:
             rule = rules[i]
             tier, rule_tags, confidence = rule.tier, rule.tags, rule.confidence
-            detail = f"{target!r} matched " + ", ".join(what)
+            detail = f"{shown} matched " + ", ".join(what)
             for negative in suppressors:
                 dropped = rule_tags & negative.suppresses
                 if negative is rule or not dropped:
@@ -808,8 +855,8 @@ class HeuristicClassifier:
             evidence.append(Evidence(Layer.HEURISTIC, rule.id, target, detail, confidence))
         top = max(tiers)
         confidence = max(c for t, c in zip(tiers, confidences, strict=True) if t == top)
-        ids = ", ".join(rules[i].id for i, _ in hits)
-        reasoning = f"{target!r} matched heuristic rule(s) {ids}"
+        ids = ", ".join([rules[i].id for i, _ in hits])
+        reasoning = f"{shown} matched heuristic rule(s) {ids}"
         if notes:
             reasoning += " (" + "; ".join(dict.fromkeys(notes)) + ")"
         return Classification(
@@ -819,6 +866,42 @@ class HeuristicClassifier:
             Layer.HEURISTIC,
             tuple(evidence),
             f"{reasoning} → {top.name}",
+        )
+
+    @staticmethod
+    def _decide_plain(
+        rules: tuple[Rule, ...], hits: list[_Hit], target: str, shown: str
+    ) -> Classification:
+        """``_decide`` when no negative rule matched - most names, so kept lean (the L1
+        budget is per column): max tier, union of tags, the best confidence at that tier."""
+        top = Tier.PUBLIC
+        confidence = 0.0
+        tags: set[str] = set()
+        evidence = []
+        for i, what in hits:
+            rule = rules[i]
+            evidence.append(
+                Evidence(
+                    Layer.HEURISTIC,
+                    rule.id,
+                    target,
+                    f"{shown} matched {', '.join(what)}",
+                    rule.confidence,
+                )
+            )
+            tags |= rule.tags
+            if rule.tier > top:
+                top, confidence = rule.tier, rule.confidence
+            elif rule.tier == top and rule.confidence > confidence:
+                confidence = rule.confidence
+        ids = ", ".join([rules[i].id for i, _ in hits])
+        return Classification(
+            top,
+            frozenset(tags),
+            confidence,
+            Layer.HEURISTIC,
+            tuple(evidence),
+            f"{shown} matched heuristic rule(s) {ids} → {top.name}",
         )
 
     def _with_values(

@@ -57,7 +57,11 @@ def test_each_column_stops_at_the_first_layer_sure_of_it(
     cascade = CascadeClassifier([l1, l2, llm_for(server)])
     items = [
         ColumnContext("customerEmail", dataset_key="shop::customers"),  # a rule knows it
-        ColumnContext("weekly_active_users", dataset_key="shop::kpis"),  # an example is close
+        ColumnContext(  # no rule knows the name; an example's description is close
+            "wk_buyers",
+            description="distinct customers who ordered in the week",
+            dataset_key="shop::kpis",
+        ),
         ColumnContext("zq_x7", description="flurb", dataset_key="shop::misc"),  # nobody knows
     ]
     email, users, odd = cascade.classify_many(items)
@@ -75,9 +79,10 @@ def test_injection_obeyed_by_the_model_cannot_lower_what_l1_found(
     l1: HeuristicClassifier, l2: EmbeddingClassifier, server: FakeLLMServer
 ):
     server.reset(mode="inject")
-    # L2 may never decide here, so every column reaches the model that follows the injection
+    # neither L1 nor L2 may decide here, so the column reaches the model that follows the
+    # injection (L1 is sure of coordinates: without this the model would never be asked)
     cascade = CascadeClassifier(
-        [l1, l2, llm_for(server)], {Layer.HEURISTIC: 0.9, Layer.EMBEDDING: 1.0}
+        [l1, l2, llm_for(server)], {Layer.HEURISTIC: 1.0, Layer.EMBEDDING: 1.0}
     )
     item = ColumnContext(
         f"home_lat_{INJECTION.replace(' ', '_').lower()}",

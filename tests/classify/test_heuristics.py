@@ -105,8 +105,9 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "username": (
-        ["username", "user_name", "login", "screenName"],
-        ["login_count", "login_attempts", "last_login_time"],
+        ["username", "user_name", "login", "linkedin_url", "gamertag"],
+        # an app screen's name is telemetry, not a person's handle
+        ["login_count", "login_attempts", "last_login_time", "last_login_at", "screen_name"],
     ),
     "postal_address": (
         [
@@ -171,10 +172,27 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
             "txn_amount",
             "unit_price",
             "amt",
-            "invoice",
+            "invoice_total",
             "net_sales",
+            "grand_total",
+            "cart_value",
         ],
-        ["priceless_flag", "paramount", "balanced_tree"],
+        # a money word qualifying a key, a date or a category is not an amount
+        [
+            "priceless_flag",
+            "paramount",
+            "balanced_tree",
+            "invoice_id",
+            "payment_method",
+            "invoice_date",
+            "cost_center",
+            "sales_channel",
+        ],
+    ),
+    "financial_account": (
+        ["gl_account", "general_ledger_code", "ledger_account", "account_balance"],
+        # a login, customer or service account is not a money account
+        ["account_id", "account_status", "service_account_id", "account_holder_name"],
     ),
     "credentials": (
         [
@@ -221,9 +239,65 @@ FAMILIES: dict[str, tuple[list[str], list[str]]] = {
         ],
         ["order_id", "product_id", "customer_count", "user_agent"],
     ),
+    "vehicle_registration": (
+        ["license_plate", "vehicleRegistrationNumber", "vin", "number_plate"],
+        ["platelet_count", "plateau", "vintage"],
+    ),
+    "personal_attributes": (
+        ["marital_status", "nationality", "citizenship", "next_of_kin", "dependents"],
+        ["status", "national_holiday", "civil_engineering_cost"],
+    ),
+    "employee_evaluation": (
+        ["performance_rating", "appraisal_score", "manager_feedback", "disciplinary_action"],
+        ["review_id", "app_rating", "credit_rating", "performance_test_id"],
+    ),
+    "personal_document": (
+        ["resume_text", "cv_url", "payslip_pdf", "profile_photo", "cover_letter"],
+        ["resume_at", "job_resume_count"],
+    ),
+    "trade_secret": (
+        ["recipe", "formulation", "ingredient_list", "acquisition_target"],
+        ["formulation_id", "recipe_count", "formula_version"],
+    ),
     "country_reference": (["country", "country_code", "countryName"], ["county_fair"]),
     "currency_reference": (["currency", "currency_code", "ccy"], ["concurrency"]),
     "calendar_reference": (["public_holiday", "holiday_name", "day_of_week"], ["holdings"]),
+    # fallback (shape) rules: they name ordinary columns, and stay silent when a specific rule
+    # knows the name - a key, date or code of personal or public data keeps that meaning
+    "record_key": (
+        ["id", "order_id", "OrderNumber", "sku", "tracking_no", "row_uuid", "psp_reference"],
+        [
+            "customer_id",
+            "patient_id",
+            "tax_id",
+            "card_number",
+            "account_number",
+            "passport_number",
+            "device_id",
+            "country_code",
+            "api_key",
+        ],
+    ),
+    "event_time": (
+        ["created_at", "updatedAt", "CreatedDate", "event_ts", "valid_from", "createdate"],
+        ["date_of_birth", "dob", "birth_date", "birthday", "day_of_week"],
+    ),
+    "status_and_flag": (
+        ["status", "event_type", "is_active", "hasAttachment", "priority", "return_reason"],
+        ["gender", "marital_status", "blood_type", "ethnic_group", "credit_rating"],
+    ),
+    "quantity_and_metric": (
+        ["qty", "weight_kg", "latency_ms", "cpu_utilization", "lead_score", "fte"],
+        ["heart_rate", "credit_score", "blood_pressure", "dosage_mg"],
+    ),
+    "system_and_telemetry": (
+        ["hostname", "user_agent", "request_path", "app_version", "stack_trace"],
+        ["client_ip", "session_token", "device_id", "profile_url"],
+    ),
+    "organisation_and_catalogue": (
+        ["department", "job_title", "cost_center", "supplier", "brand_name", "company_name"],
+        ["employee_name", "company_email", "manager_name", "account_number"],
+    ),
 }
 
 
@@ -234,6 +308,116 @@ def test_rule_family_matches_its_names_and_only_them(clf: HeuristicClassifier, r
     wrongly = [n for n in negatives if rule_id in sources(clf.classify_column(n))]
     assert not missed, f"{rule_id} should match {missed}"
     assert not wrongly, f"{rule_id} should not match {wrongly}"
+
+
+PHI = {"PII", "PHI", "GDPR_SPECIAL_CATEGORY"}
+
+# (column, dataset, rule, (tier, tags)) - rules that read the dataset's name; each column is
+# also classified in an unrelated dataset below, where the rule must stay silent
+IN_CONTEXT: list[tuple[str, str, str, tuple[Tier, set[str]]]] = [
+    ("route", "ehr.medications", "clinical_measure_in_clinical_table", (Tier.PROPRIETARY, PHI)),
+    (
+        "result_value",
+        "lis.lab_results",
+        "clinical_measure_in_clinical_table",
+        (Tier.PROPRIETARY, PHI),
+    ),
+    (
+        "frequency",
+        "pharmacy.prescriptions",
+        "clinical_measure_in_clinical_table",
+        (Tier.PROPRIETARY, PHI),
+    ),
+    (
+        "visit_reason_text",
+        "clinic.appointments",
+        "clinical_reason_in_clinical_table",
+        (Tier.PROPRIETARY, PHI),
+    ),
+    ("notes", "ehr.encounters", "clinical_reason_in_clinical_table", (Tier.PROPRIETARY, PHI)),
+    ("member_id", "claims.medical_claims", "health_plan_member", (Tier.PROPRIETARY, PHI)),
+    (
+        "tax_code",
+        "hr.payroll_lines",
+        "pay_detail_in_payroll_table",
+        (Tier.PROPRIETARY, {"PII", "FINANCIAL"}),
+    ),
+    ("population", "ref.countries", "reference_table", (Tier.PUBLIC, set())),
+    ("date_key", "warehouse.dim_date", "reference_table", (Tier.PUBLIC, set())),
+    ("station_id", "opendata.weather_stations", "reference_table", (Tier.PUBLIC, set())),
+]
+UNRELATED_DATASET = "shop.orders"
+
+
+@pytest.mark.parametrize(("column", "dataset", "rule", "expected"), IN_CONTEXT)
+def test_dataset_context_rules_fire_only_in_their_datasets(
+    clf: HeuristicClassifier, column: str, dataset: str, rule: str, expected: tuple[Tier, set]
+):
+    inside = clf.classify_column(column, dataset=dataset)
+    assert rule in sources(inside)
+    assert (inside.tier, set(inside.tags)) == expected
+    assert inside.confidence >= 0.9
+    assert rule not in sources(clf.classify_column(column, dataset=UNRELATED_DATASET))
+    assert rule not in sources(clf.classify_column(column))
+
+
+def test_clinical_table_keys_and_times_stay_internal(clf: HeuristicClassifier):
+    """Only the health content of a clinical table is PHI: its record keys, timestamps and the
+    key of an order for a drug are ordinary business columns."""
+    for column in ("encounter_id", "medication_order_id", "ordered_at", "prescriber_id"):
+        result = clf.classify_column(column, dataset="ehr.medications")
+        assert result.tier is Tier.INTERNAL, column
+        assert not result.tags, column
+
+
+def test_reference_table_publishes_its_figures_but_not_personal_columns(
+    clf: HeuristicClassifier,
+):
+    daily_max = clf.classify_column("temp_max_c", dataset="opendata.weather_daily")
+    assert (daily_max.tier, daily_max.tags) == (Tier.PUBLIC, frozenset())
+    assert "neutralised by reference_table" in daily_max.reasoning
+    contact = clf.classify_column("contact_email", dataset="ref.suppliers")
+    assert contact.tier is Tier.PROPRIETARY
+    assert {"PII", "GDPR"} <= contact.tags
+
+
+@pytest.mark.parametrize(
+    ("name", "tier", "tags"),
+    [
+        ("customer_id", Tier.INTERNAL, set()),
+        ("AccountId", Tier.INTERNAL, set()),
+        ("email", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("date_of_birth", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("dob", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("birth_date", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("ssn", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("tax_id", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("passport_number", Tier.PROPRIETARY, {"PII", "GDPR"}),
+        ("card_number", Tier.PROPRIETARY, {"PII", "PCI", "FINANCIAL"}),
+        ("account_number", Tier.PROPRIETARY, {"PII", "FINANCIAL"}),
+        ("iban", Tier.PROPRIETARY, {"PII", "FINANCIAL"}),
+        ("patient_id", Tier.PROPRIETARY, {"PII", "PHI", "GDPR_SPECIAL_CATEGORY"}),
+        ("country_code", Tier.PUBLIC, set()),
+        ("currency_code", Tier.PUBLIC, set()),
+        ("api_key_id", Tier.INTERNAL, set()),
+        ("default_shipping_address_id", Tier.INTERNAL, set()),
+        ("HasOptedOutOfEmail", Tier.INTERNAL, set()),
+    ],
+)
+def test_specific_rules_keep_priority_over_generic_shapes(
+    clf: HeuristicClassifier, name: str, tier: Tier, tags: set[str]
+):
+    """Ends in id/number/date/code, yet the specific meaning wins - and L1 is sure of it."""
+    result = clf.classify_column(name)
+    assert (result.tier, set(result.tags)) == (tier, tags)
+    assert result.confidence >= 0.9
+
+
+def test_a_boolean_column_with_an_unknown_name_is_an_internal_flag(clf: HeuristicClassifier):
+    assert clf.classify_column("zorblat", data_type="boolean").tier is Tier.INTERNAL
+    assert clf.classify_column("zorblat").tier is Tier.PUBLIC
+    # a flag about special-category data is still special-category data
+    assert clf.classify_column("union_member", data_type="boolean").tier is Tier.PROPRIETARY
 
 
 @pytest.mark.parametrize(
@@ -306,6 +490,17 @@ def test_normaliser_splits_case_separators_digits_and_expands_abbreviations(
     assert tokens("billingaddress") == ("billing", "address")
 
 
+def test_compound_words_split_only_into_what_they_mean(clf: HeuristicClassifier):
+    """Run-together names split into known words (createdate), but compounds the vocabulary
+    lists stay whole: a drugstore is not a drug, a database not personal data."""
+    tokens = clf.normalizer.tokens
+    assert tokens("createdate") == ("create", "date")
+    assert tokens("orderdate") == ("order", "date")
+    assert tokens("drugstore") == ("drugstore",)
+    assert tokens("database_name") == ("database", "name")
+    assert "health_data" not in sources(clf.classify_column("drugstore_name"))
+
+
 def test_normaliser_does_not_split_ordinary_words_into_short_sensitive_ones():
     normalizer = NameNormalizer({}, ["post", "pass", "age", "email", "mess"])
     for word in ("postage", "passage", "message"):
@@ -353,10 +548,16 @@ def test_neutralised_match_stays_visible_in_the_evidence(clf: HeuristicClassifie
     assert "email neutralised by anonymized_value" in result.reasoning
 
 
-def test_hashed_password_stays_a_secret(clf: HeuristicClassifier):
-    result = clf.classify_column("password_hash")
+@pytest.mark.parametrize(
+    "name", ["password_hash", "password_digest", "hashed_pin", "masked_api_key"]
+)
+def test_hashed_secret_stays_a_secret_not_anonymized_data(clf: HeuristicClassifier, name: str):
+    """A password hash can be attacked offline: it is a credential verifier, not data whose
+    person was hidden, so it keeps CREDENTIALS and does not claim ANONYMIZED."""
+    result = clf.classify_column(name)
     assert result.tier is Tier.PROPRIETARY
-    assert {"CREDENTIALS", "ANONYMIZED"} <= result.tags
+    assert "CREDENTIALS" in result.tags
+    assert "ANONYMIZED" not in result.tags
 
 
 @pytest.mark.parametrize(
@@ -372,6 +573,10 @@ def test_hashed_password_stays_a_secret(clf: HeuristicClassifier):
         ("distinct_emails", set()),
         ("max_age", set()),
         ("cnt_users", set()),
+        ("headcount", set()),
+        ("churn_rate", set()),
+        ("orders_last_90d", set()),
+        ("spend_past_4_weeks", {"FINANCIAL"}),
     ],
 )
 def test_aggregates_are_not_individual_level_pii(
@@ -437,7 +642,7 @@ def test_dataset_accepts_ready_column_classifications(clf: HeuristicClassifier):
 
 
 def test_dataset_with_nothing_matched_is_low_confidence_public(clf: HeuristicClassifier):
-    result = clf.classify_dataset("warehouse.events", ["created_at", "event_type"])
+    result = clf.classify_dataset("warehouse.zorblats", ["zorblat", "quux_7"])
     assert result.tier is Tier.PUBLIC
     assert result.confidence == pytest.approx(0.3)
     assert NO_MATCH_REASONING in result.reasoning
@@ -473,11 +678,11 @@ def test_evidence_names_rule_column_and_match(clf: HeuristicClassifier):
 
 
 def test_several_rules_union_tags_max_tier_and_strongest_confidence(clf: HeuristicClassifier):
-    result = clf.classify_column("patient_email")
+    result = clf.classify_column("prescription_email")
     assert sources(result) == {"email", "health_data"}
     assert {"PII", "PHI"} <= result.tags
     assert result.confidence == pytest.approx(0.95)  # email 0.95 beats health_data 0.9
-    assert {e.target for e in result.evidence} == {"patient_email"}
+    assert {e.target for e in result.evidence} == {"prescription_email"}
 
 
 def test_public_signal_never_lowers_a_sensitive_one(clf: HeuristicClassifier):
@@ -488,7 +693,7 @@ def test_public_signal_never_lowers_a_sensitive_one(clf: HeuristicClassifier):
 
 
 def test_no_match_is_low_confidence_public_for_the_next_layer(clf: HeuristicClassifier):
-    result = clf.classify_column("created_at")
+    result = clf.classify_column("zorblat")
     assert result == Classification(
         Tier.PUBLIC, frozenset(), 0.3, Layer.HEURISTIC, (), NO_MATCH_REASONING
     )
@@ -507,7 +712,7 @@ def test_name_results_are_cached(clf: HeuristicClassifier):
 
 def test_classify_columns_keeps_order(clf: HeuristicClassifier):
     results = clf.classify_columns(["order_id", "email", "origin"], data_types={"origin": "inet"})
-    assert [r.tier for r in results] == [Tier.PUBLIC, Tier.PROPRIETARY, Tier.PROPRIETARY]
+    assert [r.tier for r in results] == [Tier.INTERNAL, Tier.PROPRIETARY, Tier.PROPRIETARY]
 
 
 def test_every_bundled_rule_is_reachable(clf: HeuristicClassifier):
@@ -518,6 +723,8 @@ def test_every_bundled_rule_is_reachable(clf: HeuristicClassifier):
     for name in names:
         matched |= sources(clf.classify_column(name))
         matched |= sources(clf.classify_column("name", dataset=name))
+    for column, dataset, _, _ in IN_CONTEXT:
+        matched |= sources(clf.classify_column(column, dataset=dataset))
     for dataset in (
         "customers",
         "patients",

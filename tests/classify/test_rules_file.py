@@ -107,6 +107,58 @@ def test_regex_and_raw_regex_rules(tmp_path: Path):
     assert clf.classify_dataset_name("s3://b::kv/db").tier is Tier.PUBLIC
 
 
+FALLBACK_AND_CONTEXT = """\
+  - id: any_key
+    fallback: true
+    words: [id, key]
+    tier: INTERNAL
+    confidence: 0.9
+  - id: badge
+    words: [badge id]
+    tier: PROPRIETARY
+    tags: [PII]
+    confidence: 0.85
+  - id: country
+    words: [country code]
+    tier: PUBLIC
+    confidence: 0.9
+  - id: lookup_table
+    when_dataset: [lookup]
+    exclude: [secret]
+    tier: PUBLIC
+    confidence: 0.9
+"""
+
+
+def test_fallback_rule_counts_only_when_no_other_rule_matched(tmp_path: Path):
+    clf = HeuristicClassifier.from_file(write(tmp_path, rules_with(FALLBACK_AND_CONTEXT)))
+    order = clf.classify_column("order_id")
+    assert [e.source for e in order.evidence] == ["any_key"]
+    assert (order.tier, order.confidence) == (Tier.INTERNAL, 0.9)
+    # a specific rule silences the fallback even when it is less sure or less sensitive
+    badge = clf.classify_column("badge_id")
+    assert [e.source for e in badge.evidence] == ["badge"]
+    assert badge.confidence == 0.85
+    country = clf.classify_column("country_code_key")
+    assert [e.source for e in country.evidence] == ["country"]
+    assert country.tier is Tier.PUBLIC
+    assert clf.classify_column("zorblat").evidence == ()
+
+
+def test_rule_with_only_when_dataset_matches_every_column_of_such_datasets(tmp_path: Path):
+    clf = HeuristicClassifier.from_file(write(tmp_path, rules_with(FALLBACK_AND_CONTEXT)))
+    inside = clf.classify_column("zorblat", dataset="crm.lookup_regions")
+    assert [e.source for e in inside.evidence] == ["lookup_table"]
+    assert "its dataset's name" in inside.evidence[0].detail
+    assert inside.tier is Tier.PUBLIC and inside.confidence == 0.9
+    # it is a specific rule: the fallback stays silent next to it
+    assert [e.source for e in clf.classify_column("region_id", dataset="lookup").evidence] == [
+        "lookup_table"
+    ]
+    assert clf.classify_column("zorblat", dataset="crm.regions").evidence == ()
+    assert clf.classify_column("secret", dataset="lookup").evidence == ()  # excluded
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -162,6 +214,14 @@ def test_regex_and_raw_regex_rules(tmp_path: Path):
                 GOOD_RULE.replace("tags: [IDENTIFIER]", "tags: [IDENTIFIER]\n    cap_tier: low")
             ),
             "rule 'employee_badge': cap_tier: unknown tier 'low'",
+        ),
+        (
+            rules_with(GOOD_RULE + "    fallback: sometimes\n"),
+            "rule 'employee_badge': fallback must be true or false",
+        ),
+        (
+            rules_with(GOOD_RULE + "    fallback: true\n    suppresses: [PII]\n"),
+            "rule 'employee_badge': a fallback rule cannot suppress",
         ),
         ("abbreviations:\n  no: number\n" + rules_with(GOOD_RULE), "abbreviation False"),
         ("values: {min_ratio: 0}\n" + rules_with(GOOD_RULE), "values.min_ratio must be in (0, 1]"),

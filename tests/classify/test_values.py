@@ -235,10 +235,21 @@ def test_values_never_lower_what_the_name_found(clf: HeuristicClassifier):
 
 
 def test_card_column_named_vaguely_is_found_by_luhn(clf: HeuristicClassifier):
-    assert clf.classify_column("ref", samples=["4111111111111112"] * 4).tier is Tier.PUBLIC
-    found = clf.classify_column("ref", samples=VALID_CARDS)
+    assert clf.classify_column("zorblat", samples=["4111111111111112"] * 4).tier is Tier.PUBLIC
+    found = clf.classify_column("zorblat", samples=VALID_CARDS)
     assert found.tier is Tier.PROPRIETARY
     assert "PCI" in found.tags
+
+
+def test_values_raise_an_ordinary_looking_column(clf: HeuristicClassifier):
+    """A generic name (a reference, a note id) is INTERNAL by its shape; card numbers inside
+    make it cardholder data all the same."""
+    by_name = clf.classify_column("payment_ref")
+    assert (by_name.tier, by_name.tags) == (Tier.INTERNAL, frozenset())
+    found = clf.classify_column("payment_ref", samples=VALID_CARDS)
+    assert found.tier is Tier.PROPRIETARY
+    assert "PCI" in found.tags
+    assert {"record_key", "value:credit_card"} <= {e.source for e in found.evidence}
 
 
 def test_value_settings_come_from_the_rules_file(tmp_path):
