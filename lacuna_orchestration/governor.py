@@ -534,9 +534,16 @@ class Governor:
             if ref.key in self.graph:
                 upstream.extend(self.graph.upstream(ref.key, depth=UPSTREAM_DEPTH))
         upstream = list(dict.fromkeys(upstream))[:UPSTREAM_LIMIT]
+        # Per source, so a source nothing describes is listed as unclassified (an unknown
+        # joined with anything else would otherwise pass for classified PUBLIC data).
+        per_source = {
+            ref.key: (self.graph.node(ref.key).effective if ref.key in self.graph
+                      else Classification.unknown())
+            for ref in op.sources
+        }
         input_doc = build_input(
-            op, source_classification=source_c, destination_classification=dest_c,
-            upstream=upstream,
+            op, source_classification=per_source or source_c,
+            destination_classification=dest_c, upstream=upstream,
         )
         decision = self.decider.decide(
             input_doc,

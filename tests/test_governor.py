@@ -225,3 +225,22 @@ def test_policy_input_carries_the_near_upstream_only(gov: Governor, monkeypatch)
     gov.check(Operation(OperationKind.EXPORT, (gov.ref("t14"),), EXPORT))
     upstream = seen["lineage"]["upstream"]
     assert len(upstream) == 10 and upstream[0].endswith("t13") and upstream[-1].endswith("t4")
+
+
+def test_a_dataset_nothing_describes_is_unclassified_not_public(gov: Governor) -> None:
+    """No schema, no parents, a name no rule knows: the export policy must treat it as
+    unknown data, not as PUBLIC."""
+    from lacuna_orchestration.lineage.events import DatasetSpec
+
+    gov.register_lineage([], DatasetSpec(DatasetRef("s3://lake", "drop/batch_0042.parquet")),
+                         code="upload")
+    assert gov.classification("drop/batch_0042.parquet").is_unknown
+    decision = gov.check(Operation(
+        OperationKind.EXPORT, (DatasetRef("s3://lake", "drop/batch_0042.parquet"),),
+        DatasetRef("file", "/home/ann/Downloads/batch.csv"), user="ann"))
+    assert not decision.allow
+    assert "unclassified" in decision.message
+    # once a schema arrives, the dataset is classified like any other
+    gov.register_lineage([], DatasetSpec(DatasetRef("s3://lake", "drop/batch_0042.parquet"),
+                                         columns=("order_id", "order_total")), code="upload")
+    assert not gov.classification("drop/batch_0042.parquet").is_unknown

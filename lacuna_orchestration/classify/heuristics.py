@@ -949,11 +949,19 @@ def roll_up_dataset(
     """A dataset's classification from its own (name) classification and its columns': the
     highest tier, every tag, all evidence; the confidence of the strongest part at that tier.
 
-    Parts without evidence (nothing matched) do not count, so a dataset none of whose parts
-    matched anything stays a low-confidence PUBLIC the cascade can question.
+    Parts without evidence (nothing matched) do not count, so a dataset none of whose columns
+    matched anything stays a low-confidence PUBLIC the cascade can question; a dataset with no
+    columns at all and an unknown name is unclassified (``Classification.unknown``).
     """
     parts = [("its name", own)] + [(f"column {name!r}", c) for name, c in columns.items()]
     informative = [(what, c) for what, c in parts if c.evidence]
+    if not informative and not columns:
+        # No schema and a name no rule knows: nothing says this data is harmless. Unknown is
+        # not PUBLIC — policies see the dataset as unclassified until a schema, a parent, a
+        # declaration or a steward says what it holds.
+        return Classification.unknown(
+            f"{target}: no columns known and no rule matched its name: not classified yet"
+        )
     if not informative:
         return Classification(
             Tier.PUBLIC,

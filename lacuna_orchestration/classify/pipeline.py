@@ -31,7 +31,7 @@ evidence and reasoning. Any other exception is a bug and propagates.
 >>> from lacuna_orchestration.classify.heuristics import HeuristicClassifier
 >>> cascade = CascadeClassifier([HeuristicClassifier.from_file()])
 >>> cascade.classify(ColumnContext("customerEmail")).describe()
-'PROPRIETARY, tags: CONTACT, EMAIL, GDPR, PII'
+'PROPRIETARY, tags: GDPR, PII'
 >>> cascade.usage()
 {'heuristic': 1}
 """

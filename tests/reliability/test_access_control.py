@@ -71,9 +71,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/policy/reload"): "keys:manage",
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/"), ("GET", "/lineage"),
-          ("GET", "/lineage/{dataset:path}")}
-"""Routes without a key: liveness, readiness, and the web view's page shell (its data come
-from the API, with a key)."""
+          ("GET", "/lineage/{dataset:path}"), ("GET", "/docs")}
+"""Routes without a key: liveness, readiness, the web view's page shell (its data come
+from the API, with a key) and the API docs page (the OpenAPI schema, as FastAPI serves it)."""
 
 DATASET = "file::customers.csv"
 
