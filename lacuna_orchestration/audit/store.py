@@ -49,11 +49,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from lacuna_orchestration.audit.chain import (
+    ROW_FIELDS,
     ChainHead,
     SealedRecord,
     encode,
-    iter_place,
-    place,
+    place_rows,
 )
 from lacuna_orchestration.db import is_sqlite, metadata, reading
 from lacuna_orchestration.errors import AuditIntegrityError, NotFound, StoreError
@@ -110,6 +110,8 @@ head_table = Table(
 
 AUDIT_COLUMNS: tuple[str, ...] = tuple(c.name for c in audit_table.columns)
 """Column order of every raw row this module reads or writes (tenant, seq, ..., hash)."""
+if AUDIT_COLUMNS != ROW_FIELDS:  # chain.place_rows() hands over rows in this order
+    raise ImportError("lacuna_audit's columns do not match audit.chain.ROW_FIELDS")
 
 _QUOTED = ", ".join(f'"{name}"' for name in AUDIT_COLUMNS)
 _REFUSAL = "lacuna_audit is append-only"
@@ -254,27 +256,28 @@ class AuditStore:
         write = self._append_sqlite if self._sqlite else self._append_postgres
         try:
             with self.engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, the write lock
-                sealed = write(conn, items) if n else []
+                linked = write(conn, items) if n else []
                 for step in also:
                     step(conn)
         except _driver_errors() as err:
             self._fail(f"append {n} audit record(s)", err)
-        return [item.record for item in sealed]
+        return linked
 
-    def _append_sqlite(self, conn: Connection, batch: Iterable[SealedRecord]) -> list[SealedRecord]:
+    def _append_sqlite(self, conn: Connection, batch: Iterable[SealedRecord]) -> list[AuditRecord]:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             row = cursor.execute(
                 f"SELECT seq, hash FROM {HEAD_TABLE} WHERE tenant = ?", (self.tenant,)
             ).fetchone()
             head = ChainHead(int(row[0]), row[1]) if row else ChainHead.genesis()
-            sealed = place(batch, head)
+            rows: list[tuple[Any, ...]] = []
+            linked = place_rows(batch, head, rows.append)
             cursor.executemany(
                 f"INSERT INTO {AUDIT_TABLE} ({_QUOTED}) "
                 f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
-                [_row(item) for item in sealed],
+                rows,
             )
-            last = sealed[-1].record
+            last = linked[-1]
             cursor.execute(
                 f"INSERT INTO {HEAD_TABLE} (tenant, seq, hash) VALUES (?, ?, ?) "
                 "ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -282,11 +285,11 @@ class AuditStore:
             )
         finally:
             cursor.close()
-        return sealed
+        return linked
 
     def _append_postgres(
         self, conn: Connection, batch: Iterable[SealedRecord]
-    ) -> list[SealedRecord]:
+    ) -> list[AuditRecord]:
         lock = f"SELECT seq, hash FROM {HEAD_TABLE} WHERE tenant = %s FOR UPDATE"
         pg = conn.connection.driver_connection
         with pg.cursor() as cur:  # type: ignore[union-attr]
@@ -300,20 +303,18 @@ class AuditStore:
                     (self.tenant, 0, ChainHead.genesis().hash),
                 )
                 row = cur.execute(lock, (self.tenant,)).fetchone()
-            sealed = []
+            # Text COPY: binary rows cost the client ~0.8 µs less each but the server ~1-2 µs
+            # more (measured, same rows), and both share the same two cores.
             with cur.copy(f"COPY {AUDIT_TABLE} ({_QUOTED}) FROM STDIN") as copy:
                 # Hash and stream row by row: PostgreSQL indexes the rows already sent
-                # while the next ones are hashed.
-                head = ChainHead(int(row[0]), row[1])
-                for item in iter_place(batch, head):
-                    copy.write_row(_row(item))
-                    sealed.append(item)
-            last = sealed[-1].record
+                # while the next ones are hashed (and, from append_many, encoded).
+                linked = place_rows(batch, ChainHead(int(row[0]), row[1]), copy.write_row)
+            last = linked[-1]
             cur.execute(
                 f"UPDATE {HEAD_TABLE} SET seq = %s, hash = %s WHERE tenant = %s",
                 (last.seq, last.hash, self.tenant),
             )
-        return sealed
+        return linked
 
     # -- reading ------------------------------------------------------------------------
 
@@ -496,6 +497,8 @@ class HeadProbe:
         if self._raw is None:
             proxied = self._store.engine.raw_connection()
             driver = proxied.driver_connection
+            if driver is None:
+                raise StoreError("the database driver gave no connection for the head probe")
             proxied.detach()  # ours until close(): its autocommit never leaks into the pool
             if self._store._sqlite:
                 driver.isolation_level = None
@@ -607,6 +610,11 @@ def _begin_snapshot(dialect: str, conn: Any) -> None:
         conn.execute("BEGIN")  # deferred: a WAL read snapshot that blocks no writer
     else:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # Rows are always read in seq order, which the primary key already has. Without
+        # this, a chain read whole (or a table without statistics yet) can be planned as a
+        # bitmap scan plus an external sort on disk: measured 1.3 s of server time for
+        # 300,000 rows (a 174 MB temp file), against an index scan that streams them in order.
+        conn.execute("SET LOCAL enable_sort = off")
 
 
 def _read_head(dialect: str, conn: Any, tenant: str) -> ChainHead | None:
@@ -670,26 +678,6 @@ def _unescape_copy(line: str) -> list[str | None]:
         else:
             fields.append(field)
     return fields
-
-
-def _row(item: SealedRecord) -> tuple[Any, ...]:
-    r = item.record
-    return (
-        r.tenant,
-        r.seq,
-        r.record_id,
-        r.timestamp,
-        r.actor,
-        r.action,
-        r.resource,
-        r.reason,
-        r.via,
-        r.run_id,
-        item.decision_json,
-        item.details_json,
-        r.prev_hash,
-        r.hash,
-    )
 
 
 def _record(row: Any) -> AuditRecord:

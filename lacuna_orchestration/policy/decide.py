@@ -212,8 +212,17 @@ def build_input(
 
 
 def _unique(groups: Iterable[Sequence[str]]) -> tuple[str, ...]:
-    """Concatenated in order, first occurrence kept."""
-    return tuple(dict.fromkeys(item for group in groups for item in group))
+    """Concatenated in order, first occurrence kept.
+
+    Runs twice per decision; usually one group has anything in it (one denying policy, one
+    note), which is returned without the generic merge.
+    """
+    present = [group for group in groups if group]
+    if not present:
+        return ()
+    if len(present) == 1 and len(present[0]) == 1:
+        return tuple(present[0])
+    return tuple(dict.fromkeys(item for group in present for item in group))
 
 
 class PolicyDecider:

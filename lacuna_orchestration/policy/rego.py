@@ -328,6 +328,40 @@ def _parse(output: str) -> Any:
     return value
 
 
+class _AnswerCache:
+    """The VM's answer text → its validated ``PolicyResult``s, for answers seen before.
+
+    Decoding the answer (~1-2 KB of pretty-printed JSON) and validating it costs about as much
+    as a tenth of the evaluation, and the same few answers come back all day (the same kinds
+    of operation meet the same policies). The key is the exact text, so a hit returns exactly
+    what decoding it would: no invalidation is needed when the bundle changes (a changed
+    policy answers a different text; the revision is recorded apart). Only answers that
+    validated are stored, never an undefined one. Bounded: cleared when full. Shared by the
+    engine's threads: ``dict.get`` and item assignment are atomic under the GIL.
+    """
+
+    __slots__ = ("_entries", "_limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._entries: dict[str, tuple[PolicyResult, ...]] = {}
+        self._limit = limit
+
+    def get(self, text: str) -> tuple[PolicyResult, ...] | None:
+        return self._entries.get(text)
+
+    def remember(self, text: str, document: Any) -> tuple[PolicyResult, ...]:
+        """Validate ``document`` (decoded from ``text``); raise ``PolicyError`` as
+        ``results_from_document`` does, else store and return its results."""
+        results = tuple(results_from_document(document))
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[text] = results
+        return results
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -361,6 +395,7 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._closed = False
         self._failure: PolicyError | None = None
         self._vm_distrusted = -1  # generation in which VM and interpreter disagreed
+        self._answers = _AnswerCache()
         self._signature = _signature(self._root)
         self._compiled = self._build()
         self._revision = self._compiled.bundle.revision
@@ -434,10 +469,13 @@ class EmbeddedRegoEngine(PolicyEngine):
     # -- evaluating
 
     def evaluate(self, input_doc: Mapping[str, Any]) -> list[PolicyResult]:
-        return results_from_document(self.evaluate_document(input_doc))
+        return list(self._evaluate(input_doc, as_results=True))
 
     def evaluate_document(self, input_doc: Mapping[str, Any]) -> Any:
         """The entry point's raw value (what OPA's Data API would return as ``result``)."""
+        return self._evaluate(input_doc, as_results=False)
+
+    def _evaluate(self, input_doc: Mapping[str, Any], *, as_results: bool) -> Any:
         if self._closed:
             raise PolicyError("the policy engine is closed")
         self._maybe_reload()
@@ -449,7 +487,7 @@ class EmbeddedRegoEngine(PolicyEngine):
             raise PolicyError(f"policy input is not JSON-serialisable: {err}") from None
         compiled = self._compiled
         try:
-            return self._run(compiled, input_json)
+            return self._run(compiled, input_json, as_results)
         except PolicyError:
             raise
         except BaseException as err:
@@ -470,17 +508,25 @@ class EmbeddedRegoEngine(PolicyEngine):
             state.interpreter = _InterpreterRunner(compiled)
         return _parse(state.interpreter.run(input_json))
 
-    def _run(self, compiled: _Compiled, input_json: str) -> Any:
+    def _run(self, compiled: _Compiled, input_json: str, as_results: bool) -> Any:
+        """The entry point's value, or its validated results when ``as_results``."""
         state = self._state(compiled)
         if state.vm is None or self._vm_distrusted == compiled.generation:
-            return self._interpret(compiled, state, input_json)
-        value = orjson.loads(state.vm.run(input_json))
+            value = self._interpret(compiled, state, input_json)
+            return results_from_document(value) if as_results else value
+        text = state.vm.run(input_json)
         state.calls += 1
+        sampled = self._shadow_every and state.calls % self._shadow_every == 0
+        if as_results and not sampled:
+            known = self._answers.get(text)
+            if known is not None:
+                return known
+        value = orjson.loads(text)
         # An undefined answer is already a failure, so it is always double-checked; answers
         # are sampled. The interpreter is the reference either way.
         undefined = value == _UNDEFINED
-        if not undefined and not (self._shadow_every and state.calls % self._shadow_every == 0):
-            return value
+        if not undefined and not sampled:
+            return self._answers.remember(text, value) if as_results else value
         try:
             reference = self._interpret(compiled, state, input_json)
         except PolicyError:
@@ -492,7 +538,7 @@ class EmbeddedRegoEngine(PolicyEngine):
             raise PolicyError(f"policy evaluation failed: {describe_rego_error(err)}") from err
         if reference != value:
             self._distrust(compiled, input_json, "their answers differ")
-        return reference
+        return results_from_document(reference) if as_results else reference
 
     def _distrust(self, compiled: _Compiled, input_json: str, why: str) -> None:
         self._vm_distrusted = compiled.generation
