@@ -69,7 +69,7 @@ def _summary(title: str, run: Any) -> str:
     if title.startswith("Dagster"):
         gov = run.governor
         tables = [run.paths.raw(t) for t in ("crm_contacts", "transactions", "patient_visits",
-                                             "countries")]
+                                             "country_codes")]
         return "; ".join(f"{t.name.rsplit('.', 1)[-1]}: {gov.classification(t).describe()}"
                          for t in tables)
     if title.startswith("dbt"):
@@ -193,7 +193,7 @@ def _service_summary(title: str, run: Any) -> str:
 
         reader = run.api(load_service_story().AUDITOR)
         parts = []
-        for table in ("crm_contacts", "transactions", "patient_visits", "countries"):
+        for table in ("crm_contacts", "transactions", "patient_visits", "country_codes"):
             row = reader.get("/api/v1/datasets/" + quote(run.paths.raw(table).key, safe=""))
             tags = f" ({', '.join(row['tags'])})" if row["tags"] else ""
             parts.append(f"{table}: {row['tier']}{tags}")

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 GROUP = "raw_sources"
-RAW_TABLES = ("crm_contacts", "transactions", "patient_visits", "countries")
+RAW_TABLES = ("crm_contacts", "transactions", "patient_visits", "country_codes")
 # Dagster's console logger prints every event; the platform prints what matters itself.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 _DUCKDB_TYPES = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR",
@@ -148,10 +148,10 @@ def build_raw_assets() -> list[dg.AssetsDefinition]:
                         "dagster/column_schema": _schema(
                             ("country_code", "varchar"), ("country_name", "varchar"),
                             ("region", "varchar"))})
-    def countries() -> list[dict[str, Any]]:
-        return sources.countries()
+    def country_codes() -> list[dict[str, Any]]:
+        return sources.country_codes()
 
-    return [crm_contacts, transactions, patient_visits, countries]
+    return [crm_contacts, transactions, patient_visits, country_codes]
 
 
 def build_definitions(paths: PlatformPaths, lacuna: LacunaResource) -> dg.Definitions:

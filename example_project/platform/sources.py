@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["COUNTRIES", "contacts", "countries", "patient_visits", "transactions"]
+__all__ = ["COUNTRIES", "contacts", "country_codes", "patient_visits", "transactions"]
 
 Row = dict[str, Any]
 
@@ -80,7 +80,7 @@ def patient_visits() -> list[Row]:
     ]
 
 
-def countries() -> list[Row]:
+def country_codes() -> list[Row]:
     """Public reference data."""
     return [{"country_code": code, "country_name": name, "region": region}
             for code, name, region in COUNTRIES]

@@ -1,7 +1,7 @@
 """The whole platform, start to finish, against ONE in-process Lacuna — what ``make demo`` runs
 and what the tests assert.
 
-1. Dagster loads the raw sources (contacts, transactions, patient visits, countries).
+1. Dagster loads the raw sources (contacts, transactions, patient visits, country codes).
 2. dbt builds staging → marts: the PII join, the aggregate, the anonymized view; the gate stops
    a health-data model built for advertising (purpose) and a mailing list for marketing (the
    marketing steward's domain policy).

@@ -78,12 +78,12 @@ def test_lineage_runs_from_a_dagster_asset_through_dbt_to_the_airflow_export(run
 
 def test_the_pii_join_is_proprietary_with_the_union_of_its_parents_tags(run: Any) -> None:
     joined = _effective(run, "customer_transactions")
-    parents = ("stg_contacts", "stg_transactions", "stg_countries")
+    parents = ("stg_contacts", "stg_transactions", "stg_country_codes")
     union = frozenset().union(*(_effective(run, p).tags for p in parents))
     assert joined.tier is Tier.PROPRIETARY
     assert joined.tags == union
     assert {"PII", "FINANCIAL", "PUBLIC_REFERENCE"} <= joined.tags
-    assert "PUBLIC_REFERENCE" in _effective(run, "stg_countries").tags  # declared in Dagster
+    assert "PUBLIC_REFERENCE" in _effective(run, "stg_country_codes").tags  # declared in Dagster
 
 
 def test_the_aggregate_is_internal_and_derived_from_pii(run: Any) -> None:

@@ -71,7 +71,7 @@ def test_the_lineage_runs_from_a_dagster_raw_table_through_dbt_to_the_airflow_ex
     assert jobs[0] == "dbt.model.lacuna_platform.stg_transactions"  # dbt read Dagster's table
     assert jobs[-1] == "default.platform_exports.export_revenue_by_country"  # Airflow read dbt's
     # GET /api/v1/lineage/upstream of the export reaches every raw table it derives from
-    assert {run.paths.raw(t).key for t in ("transactions", "crm_contacts", "countries")} <= set(
+    assert {run.paths.raw(t).key for t in ("transactions", "crm_contacts", "country_codes")} <= set(
         run.export_upstream)
     assert run.paths.raw("transactions").key in nx.ancestors(graph, f"file::{PARTNER_EXPORT}")
 
@@ -94,7 +94,7 @@ def test_tiers_read_back_match_the_seed_scenarios(run: Any) -> None:
 
     joined = row("customer_transactions")
     union = set().union(*(row(p)["tags"] for p in ("stg_contacts", "stg_transactions",
-                                                   "stg_countries")))
+                                                   "stg_country_codes")))
     assert joined["tier"] == "PROPRIETARY" and set(joined["tags"]) == union
     revenue = row("revenue_by_country")
     assert revenue["tier"] == "INTERNAL" and "DERIVED_FROM_PII" in revenue["tags"]

@@ -15,4 +15,4 @@ select
     k.region
 from {{ ref('stg_transactions') }} as t
 join {{ ref('stg_contacts') }} as c on c.contact_id = t.contact_id
-left join {{ ref('stg_countries') }} as k on k.country_code = c.country_code
+left join {{ ref('stg_country_codes') }} as k on k.country_code = c.country_code

@@ -1,2 +1,2 @@
 select country_code, country_name, region
-from {{ source('raw', 'countries') }}
+from {{ source('raw', 'country_codes') }}
