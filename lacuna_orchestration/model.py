@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, IntEnum, StrEnum
-from typing import Any
+from typing import Any, cast
 
 from lacuna_orchestration.errors import ValidationError
 
@@ -69,7 +69,12 @@ class Tier(IntEnum):
 
     def lowered(self) -> Tier:
         """One tier less sensitive, never below PUBLIC (used by the aggregate rule)."""
-        return Tier(max(self.value - 1, Tier.PUBLIC.value))
+        return _LOWERED[self]
+
+
+# ``Tier.lowered`` by table (indexed by the tier's int value): ``Tier(...)`` and ``.value`` are
+# Python-level enum machinery, and every aggregate of a propagation wave lowers a tier.
+_LOWERED = tuple(Tier(max(t.value - 1, Tier.PUBLIC.value)) for t in Tier)
 
 
 class Layer(StrEnum):
@@ -259,6 +264,10 @@ class Classification:
     layer: Layer = Layer.UNKNOWN
     evidence: tuple[Evidence, ...] = ()
     reasoning: str = ""
+    # ``describe()`` computed once: propagation describes a hub's classification once for each
+    # of its thousand children. Not part of the value (no compare, hash, repr or JSON).
+    _description: str | None = field(default=None, init=False, repr=False, compare=False,
+                                     hash=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
@@ -276,16 +285,19 @@ class Classification:
 
     def merge(self, other: Classification, *, layer: Layer | None = None) -> Classification:
         """Max tier, union of tags, union of evidence: the join rule, and how floors combine."""
-        top = self if self.tier >= other.tier else other
-        return Classification(
-            tier=max(self.tier, other.tier),
-            tags=self.tags | other.tags,
-            confidence=max(self.confidence, other.confidence)
-            if self.tier == other.tier
-            else top.confidence,
-            layer=layer or top.layer,
-            evidence=_unique(self.evidence + other.evidence),
-            reasoning="; ".join(r for r in (self.reasoning, other.reasoning) if r),
+        if self.tier >= other.tier:
+            top = self
+            confidence = (max(self.confidence, other.confidence) if self.tier == other.tier
+                          else self.confidence)
+        else:
+            top, confidence = other, other.confidence
+        return derived_classification(
+            top.tier,
+            self.tags | other.tags,
+            confidence,
+            layer or top.layer,
+            merge_evidence(self.evidence, other.evidence),
+            "; ".join(r for r in (self.reasoning, other.reasoning) if r),
         )
 
     def sorted_tags(self) -> list[str]:
@@ -313,15 +325,85 @@ class Classification:
         )
 
     def describe(self) -> str:
-        tags = ", ".join(self.sorted_tags())
-        return f"{self.tier.name}, tags: {tags}" if tags else self.tier.name
+        description = self._description
+        if description is None:
+            tags = ", ".join(self.sorted_tags())
+            description = f"{self.tier.name}, tags: {tags}" if tags else self.tier.name
+            _set_description(self, description)
+        return description
 
 
-def _unique(items: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
-    seen: dict[Evidence, None] = {}
-    for item in items:
-        seen.setdefault(item, None)
-    return tuple(seen)
+# Trusted constructors for the inheritance rules' hot path. A frozen dataclass's ``__init__``
+# assigns each field through ``object.__setattr__`` (about 0.2 µs a field) and
+# ``Classification.__post_init__`` re-validates; values derived from already valid ones (a max
+# of valid confidences, a union of frozensets) need neither, and a wave of 1,700 datasets
+# builds ~10,000 of these. The slots' own descriptors set the fields directly: same objects,
+# 2-3x cheaper. Callers outside the rules should use the classes' constructors.
+_new_object = object.__new__
+
+
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The ``__set__`` of field ``name`` of a slots dataclass ``cls``: assigns the field of a
+    frozen instance the way the dataclass's own ``__init__`` does, minus the lookups."""
+    return cast(Callable[[Any, Any], None], vars(cls)[name].__set__)
+
+
+_set_layer = slot_setter(Evidence, "layer")
+_set_source = slot_setter(Evidence, "source")
+_set_target = slot_setter(Evidence, "target")
+_set_detail = slot_setter(Evidence, "detail")
+_set_evidence_confidence = slot_setter(Evidence, "confidence")
+_set_tier = slot_setter(Classification, "tier")
+_set_tags = slot_setter(Classification, "tags")
+_set_confidence = slot_setter(Classification, "confidence")
+_set_classification_layer = slot_setter(Classification, "layer")
+_set_evidence = slot_setter(Classification, "evidence")
+_set_reasoning = slot_setter(Classification, "reasoning")
+_set_description = slot_setter(Classification, "_description")
+
+
+def derived_evidence(layer: Layer, source: str, target: str, detail: str,
+                     confidence: float) -> Evidence:
+    """``Evidence(layer, source, target, detail, confidence)`` without the dataclass
+    ``__init__`` (the fields are plain values; nothing to check)."""
+    item: Evidence = _new_object(Evidence)
+    _set_layer(item, layer)
+    _set_source(item, source)
+    _set_target(item, target)
+    _set_detail(item, detail)
+    _set_evidence_confidence(item, confidence)
+    return item
+
+
+def derived_classification(tier: Tier, tags: frozenset[str], confidence: float, layer: Layer,
+                           evidence: tuple[Evidence, ...], reasoning: str) -> Classification:
+    """``Classification(...)`` for values computed from valid classifications: ``tags`` is
+    already a frozenset of normalized tags and ``confidence`` one of (or the minimum or
+    maximum of) valid confidences, so ``__post_init__`` has nothing to check or convert."""
+    result: Classification = _new_object(Classification)
+    _set_tier(result, tier)
+    _set_tags(result, tags)
+    _set_confidence(result, confidence)
+    _set_classification_layer(result, layer)
+    _set_evidence(result, evidence)
+    _set_reasoning(result, reasoning)
+    _set_description(result, None)
+    return result
+
+
+def merge_evidence(first: tuple[Evidence, ...], second: tuple[Evidence, ...]) -> tuple[
+    Evidence, ...
+]:
+    """``first + second`` without repeats, first occurrence kept (``merge``'s evidence).
+
+    Equal evidence has equal ``(source, target)``; when no pair repeats — a dataset's column
+    evidence plus one item per parent, the usual case — nothing repeats, and the
+    concatenation is the answer without hashing each item through the dataclass's
+    Python-level ``__hash__``."""
+    combined = first + second
+    if len({(e.source, e.target) for e in combined}) == len(combined):
+        return combined
+    return tuple(dict.fromkeys(combined))
 
 
 def _freeze_mapping(data: Mapping[str, Any] | None) -> dict[str, Any]:

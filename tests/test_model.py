@@ -23,7 +23,10 @@ from lacuna_orchestration.model import (
     Operation,
     OperationKind,
     Tier,
+    derived_classification,
+    derived_evidence,
     derived_tag,
+    merge_evidence,
     normalize_tag,
 )
 
@@ -117,3 +120,49 @@ def test_core_imports_no_orchestrator() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_describe_is_cached_outside_the_value() -> None:
+    """``describe()`` is computed once per instance and is no part of equality, hashing,
+    ``repr``, JSON, pickling or ``dataclasses.replace``."""
+    import pickle
+
+    c = Classification(Tier.PROPRIETARY, frozenset({"PII", "EMAIL"}), 0.9, Layer.HEURISTIC)
+    twin = Classification(Tier.PROPRIETARY, frozenset({"PII", "EMAIL"}), 0.9, Layer.HEURISTIC)
+    assert c.describe() == "PROPRIETARY, tags: EMAIL, PII"
+    assert c.describe() is c.describe()
+    assert c == twin and hash(c) == hash(twin) and repr(c) == repr(twin)
+    assert c.to_dict() == twin.to_dict() and "_description" not in c.to_dict()
+    assert pickle.loads(pickle.dumps(c)) == c
+    lowered = dataclasses.replace(c, tier=Tier.INTERNAL, tags=frozenset())
+    assert lowered.describe() == "INTERNAL"
+    assert Classification.unknown().describe() == "PUBLIC"
+
+
+@given(
+    tier=st.sampled_from(list(Tier)),
+    tags=st.frozensets(st.sampled_from(["PII", "GDPR", "FINANCIAL"])),
+    confidence=st.floats(0, 1),
+    layer=st.sampled_from(list(Layer)),
+)
+def test_trusted_constructors_build_the_same_values(tier, tags, confidence, layer) -> None:
+    item = derived_evidence(layer, "rule.email", "t.email", "why", confidence)
+    assert item == Evidence(layer, "rule.email", "t.email", "why", confidence)
+    built = derived_classification(tier, tags, confidence, layer, (item,), "because")
+    plain = Classification(tier, tags, confidence, layer, (item,), "because")
+    assert built == plain and hash(built) == hash(plain) and repr(built) == repr(plain)
+    assert built.to_dict() == plain.to_dict() and built.describe() == plain.describe()
+
+
+def test_merge_evidence_drops_repeats_only() -> None:
+    a = Evidence(Layer.HEURISTIC, "rule.email", "t.email", "x", 0.9)
+    same_pair = Evidence(Layer.HEURISTIC, "rule.email", "t.email", "other detail", 0.9)
+    b = Evidence(Layer.PROPAGATED, "f::p", "f::c", "join: PUBLIC", 1.0)
+    assert merge_evidence((a, b), (b,)) == (a, b)
+    assert merge_evidence((a,), (same_pair, a)) == (a, same_pair)
+    assert merge_evidence((a, a), ()) == (a,)
+    assert merge_evidence((), ()) == ()
+
+
+def test_lowered_table() -> None:
+    assert [t.lowered() for t in Tier] == [Tier.PUBLIC, Tier.PUBLIC, Tier.INTERNAL]

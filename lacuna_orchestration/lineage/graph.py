@@ -31,10 +31,11 @@ import networkx as nx
 
 from lacuna_orchestration.errors import NotFound
 from lacuna_orchestration.lineage.inheritance import (
-    ChildView,
     InheritanceRules,
     ParentView,
+    child_view,
     effective,
+    parent_view,
 )
 from lacuna_orchestration.lineage.openlineage import ColumnSource, FieldInfo
 from lacuna_orchestration.model import Classification, DatasetRef, OperationKind
@@ -373,17 +374,18 @@ class LineageGraph:
             group = groups.get(op)
             if group is None:
                 group = groups[op] = {}
-            group[parent] = ParentView(parent, pnode.effective, pnode.columns)
+            group[parent] = parent_view(parent, pnode.effective, pnode.columns)
         return groups
 
     def compute(self, key: str) -> Classification:
         """The effective classification of one node from its floor, own evidence and parents."""
-        node = self.node(key)
-        child = ChildView(key, node.columns, node.column_lineage)
-        inherited = [
-            self.rules.inherit(op, parents, child)
-            for op, parents in self.parents_view(key).items()
-        ]
+        try:
+            node = self.g._node[key]["data"]
+        except KeyError:
+            raise NotFound(f"unknown dataset {key!r}") from None
+        child = child_view(key, node.columns, node.column_lineage)
+        inherit = self.rules.inherit
+        inherited = [inherit(op, parents, child) for op, parents in self.parents_view(key).items()]
         return effective(explicit=node.explicit, own=node.own, inherited=inherited)
 
     def prepare(self) -> None:
@@ -452,12 +454,13 @@ class LineageGraph:
                         child = cycles[child][0]
                         if child in queued:
                             continue
-                    if levels.get(child, -1) <= level:
+                    below = levels.get(child, -1)
+                    if below <= level:
                         if child == k:
                             continue  # a self-loop: k settled already
                         return True
                     queued.add(child)
-                    push(heap, (levels[child], child))
+                    push(heap, (below, child))
         return False
 
     def _settle(self, members: tuple[str, ...] | list[str], updated: dict[str, None]) -> list[str]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter
 
 from lacuna_orchestration.lineage.openlineage import ColumnSource
 from lacuna_orchestration.model import (
@@ -31,7 +33,10 @@ from lacuna_orchestration.model import (
     Layer,
     OperationKind,
     Tier,
+    derived_classification,
+    derived_evidence,
     derived_tag,
+    slot_setter,
 )
 
 __all__ = ["SENSITIVE_TAGS", "InheritanceRules", "ParentView"]
@@ -44,10 +49,20 @@ SENSITIVE_TAGS = frozenset(
 )
 NEUTRAL_TAGS = frozenset({"ANONYMIZED", "AGGREGATED", "PUBLIC_REFERENCE"})
 MASKED_KINDS = frozenset({"MASKED", "HASH", "HASHED"})
+# "join: " once per kind rather than ``op.value`` (an enum property) once per parent.
+_OPERATION_LABELS = {op: f"{op.value}: " for op in OperationKind}
+_evidence_source = attrgetter("source")
+# Every aggregate and anonymization of a wave renames the same few tags, and ``derived_tag``
+# normalizes with a regular expression first. Tags are set members, so always hashable.
+_derived_tag = lru_cache(maxsize=4096)(derived_tag)
 
 
 def is_sensitive(c: Classification) -> bool:
-    return bool(c.tags & SENSITIVE_TAGS)
+    return not _no_sensitive_tag(c.tags)
+
+
+# ``isdisjoint`` answers without building the intersection ``c.tags & SENSITIVE_TAGS`` would.
+_no_sensitive_tag = SENSITIVE_TAGS.isdisjoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,38 @@ class ChildView:
     key: str
     columns: Mapping[str, Classification] = field(default_factory=dict)
     column_lineage: Mapping[str, tuple[ColumnSource, ...]] = field(default_factory=dict)
+
+
+# Trusted constructors for ``LineageGraph.compute``, which builds one ``ParentView`` per parent
+# and one ``ChildView`` per recomputed dataset: the frozen dataclasses' ``__init__`` assigns each
+# field through ``object.__setattr__``; the slots' own descriptors do the same, 2-3x cheaper.
+_new_object = object.__new__
+_set_parent_key = slot_setter(ParentView, "key")
+_set_parent_classification = slot_setter(ParentView, "classification")
+_set_parent_columns = slot_setter(ParentView, "columns")
+_set_child_key = slot_setter(ChildView, "key")
+_set_child_columns = slot_setter(ChildView, "columns")
+_set_child_lineage = slot_setter(ChildView, "column_lineage")
+
+
+def parent_view(key: str, classification: Classification,
+                columns: Mapping[str, Classification]) -> ParentView:
+    """``ParentView(key, classification, columns)``, built without the dataclass ``__init__``."""
+    view: ParentView = _new_object(ParentView)
+    _set_parent_key(view, key)
+    _set_parent_classification(view, classification)
+    _set_parent_columns(view, columns)
+    return view
+
+
+def child_view(key: str, columns: Mapping[str, Classification],
+               column_lineage: Mapping[str, tuple[ColumnSource, ...]]) -> ChildView:
+    """``ChildView(key, columns, column_lineage)``, built without the dataclass ``__init__``."""
+    view: ChildView = _new_object(ChildView)
+    _set_child_key(view, key)
+    _set_child_columns(view, columns)
+    _set_child_lineage(view, column_lineage)
+    return view
 
 
 class InheritanceRules:
@@ -93,25 +140,37 @@ class InheritanceRules:
         op: OperationKind = OperationKind.JOIN,
     ) -> Classification:
         """Max tier and union of tags over every parent (also filter, transform, export)."""
+        # One pass in the parents' own order (``min`` of the confidences keeps the first of
+        # two equal ones, 0.0 or -0.0, as it always did), then evidence sorted by parent key.
+        # Run once per dataset of a propagation wave, for ~4 parents each: kept lean.
         tier = Tier.PUBLIC
         tags: set[str] = set()
-        evidence = []
-        unknown = []
-        for key, c in sorted(parents.items()):
-            if c.is_unknown:
+        evidence: list[Evidence] = []
+        unknown: list[str] = []
+        lowest = 0.0
+        label = _OPERATION_LABELS[op]
+        propagated, unknown_layer = Layer.PROPAGATED, Layer.UNKNOWN
+        for key, c in parents.items():
+            if c.layer is unknown_layer and c.is_unknown:
                 unknown.append(key)
                 continue
-            tier = max(tier, c.tier)
-            tags |= c.tags
+            if c.tier > tier:  # noqa: PLR1730 - max() is a call, and this runs per parent
+                tier = c.tier
+            tags.update(c.tags)
+            confidence = c.confidence
+            if not evidence or confidence < lowest:
+                lowest = confidence
             evidence.append(
-                Evidence(Layer.PROPAGATED, key, target, f"{op.value}: {c.describe()}", c.confidence)
+                derived_evidence(propagated, key, target, label + c.describe(), confidence)
             )
-        reasoning = f"{op.value}: max tier and union of tags of {len(parents)} parent(s)"
+        if len(evidence) > 1:
+            evidence.sort(key=_evidence_source)
+        reasoning = f"{label}max tier and union of tags of {len(parents)} parent(s)"
         if unknown:
+            unknown.sort()
             reasoning += f"; unclassified upstream (treated as unknown): {', '.join(unknown)}"
-        confidence = min((p.confidence for p in parents.values() if not p.is_unknown), default=0.0)
-        return Classification(
-            tier, frozenset(tags), confidence, Layer.PROPAGATED, tuple(evidence), reasoning
+        return derived_classification(
+            tier, frozenset(tags), lowest, propagated, tuple(evidence), reasoning
         )
 
     for_filter = for_join
@@ -125,10 +184,10 @@ class InheritanceRules:
                 joined, f"aggregate keeps individual-level column {survivor}: no downgrade"
             )
         tags = frozenset(
-            t if t in NEUTRAL_TAGS or t.startswith(DERIVED_PREFIX) else derived_tag(t)
+            t if t in NEUTRAL_TAGS or t.startswith(DERIVED_PREFIX) else _derived_tag(t)
             for t in joined.tags
         )
-        return Classification(
+        return derived_classification(
             joined.tier.lowered(),
             tags,
             joined.confidence,
@@ -144,10 +203,10 @@ class InheritanceRules:
         if survivor:
             return _with_reason(joined, f"anonymization not verified: {survivor} survives unmasked")
         tags = {"ANONYMIZED"} | {
-            derived_tag(t) for t in joined.tags if t not in NEUTRAL_TAGS
+            _derived_tag(t) for t in joined.tags if t not in NEUTRAL_TAGS
         }
         tier = min(joined.tier, Tier.INTERNAL)
-        return Classification(
+        return derived_classification(
             tier,
             frozenset(tags),
             joined.confidence,
@@ -171,14 +230,15 @@ class InheritanceRules:
         (and, for anonymization, unmasked) survives. Without it, an output column named like a
         sensitive parent column, or classified sensitive on its own, survives.
         """
+        no_sensitive_tag = _no_sensitive_tag
         for column, c in child.columns.items():
-            if is_sensitive(c):
+            if not no_sensitive_tag(c.tags):
                 return column
         sensitive_inputs = {
             (key, col)
             for key, parent in parents.items()
             for col, cc in parent.columns.items()
-            if is_sensitive(cc)
+            if not no_sensitive_tag(cc.tags)
         }
         if child.column_lineage:
             for out_col, sources in child.column_lineage.items():
@@ -199,7 +259,7 @@ class InheritanceRules:
 
 
 def _with_reason(c: Classification, reason: str) -> Classification:
-    return Classification(c.tier, c.tags, c.confidence, c.layer, c.evidence, reason)
+    return derived_classification(c.tier, c.tags, c.confidence, c.layer, c.evidence, reason)
 
 
 def effective(
@@ -207,7 +267,8 @@ def effective(
     inherited: Iterable[Classification]
 ) -> Classification:
     """Combine floors, the dataset's own evidence and what its parents pass down."""
-    parts = [c for c in (explicit, own, *inherited) if c is not None and not c.is_unknown]
+    parts = [c for c in (explicit, own) if c is not None and not c.is_unknown]
+    parts.extend(c for c in inherited if c is not None and not c.is_unknown)
     if not parts:
         return Classification.unknown("no classification evidence for this dataset")
     result = parts[0]
@@ -215,6 +276,6 @@ def effective(
         result = result.merge(part)
     if explicit is not None and not explicit.is_unknown and result.tier == explicit.tier:
         layer = Layer.EXPLICIT if explicit.layer is not Layer.OVERRIDE else Layer.OVERRIDE
-        result = Classification(result.tier, result.tags, result.confidence, layer,
-                                result.evidence, result.reasoning)
+        result = derived_classification(result.tier, result.tags, result.confidence, layer,
+                                        result.evidence, result.reasoning)
     return result
