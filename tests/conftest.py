@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -14,6 +15,20 @@ from lacuna_orchestration.audit.store import AuditStore
 from lacuna_orchestration.db import make_engine
 
 PG_URL = os.environ.get("LACUNA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def shared_dir() -> Path:
+    """The workplace's ``shared/`` folder (the OpenLineage conformance events live there): next
+    to the checkout, or wherever ``LACUNA_SHARED_DIR`` says — a clone elsewhere still finds it.
+    Tests that need it fail when it is missing; they never skip."""
+    configured = os.environ.get("LACUNA_SHARED_DIR")
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here.parent / "shared", Path("/work/shared")):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "shared"
 
 
 @pytest.fixture()

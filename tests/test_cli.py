@@ -21,7 +21,7 @@ def run(tmp_path):
            "LACUNA_FILE_ROOTS": str(ROOT)}
 
     def _run(*args: str, ok: bool | None = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "lacuna_orchestration.cli", *args],
+        proc = subprocess.run([sys.executable, "-m", "lacuna_orchestration.cli", *args], check=False,
                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         if ok is True:
             assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -98,7 +98,7 @@ def test_errors_are_one_line(run, tmp_path) -> None:
 def test_unreachable_database(run, tmp_path) -> None:
     env_proc = subprocess.run(
         [sys.executable, "-m", "lacuna_orchestration.cli", "audit", "verify"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
         env={**os.environ, "LACUNA_DATABASE_URL": "postgresql://x@127.0.0.1:1/none"},
     )
     assert env_proc.returncode == 2 and "cannot reach database" in env_proc.stderr

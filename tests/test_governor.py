@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,11 @@ from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.lineage.openlineage import parse_events
 from lacuna_orchestration.model import DatasetRef, Layer, Operation, OperationKind, Tier
 from lacuna_orchestration.settings import Settings
+from tests.conftest import shared_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "example_project" / "openlineage" / "pipeline.ndjson"
-EVAL = ROOT.parent / "shared" / "eval" / "openlineage" / "concretized"
+EVAL = shared_dir() / "eval" / "openlineage" / "concretized"
 EXPORT = DatasetRef("file", "/tmp/export.csv")
 
 
@@ -212,7 +214,7 @@ def test_ingest_json_text_and_bytes(gov: Governor) -> None:
 
 def test_policy_input_carries_the_near_upstream_only(gov: Governor, monkeypatch) -> None:
     names = [f"t{i}" for i in range(15)]
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in itertools.pairwise(names):
         gov.register_lineage([a], b, "transform")
     seen = {}
     real = gov.decider.decide

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,9 @@ from lacuna_orchestration.lineage.openlineage import (
     parse_events,
 )
 from lacuna_orchestration.model import DatasetRef, OperationKind, Tier
+from tests.conftest import shared_dir
 
-EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval" / "openlineage"
+EVAL = shared_dir() / "eval" / "openlineage"
 
 
 def _expected() -> dict[tuple[str, int], bool]:
