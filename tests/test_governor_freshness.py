@@ -210,3 +210,14 @@ def test_writes_queued_across_a_reload_are_caught_up(open_governor,
     gov.flush()
     gov.refresh()
     assert REPORT.key in gov.graph and "PII" in gov.classification(REPORT).tags
+
+
+def test_only_a_step_start_is_queued_without_waiting() -> None:
+    from lacuna_orchestration.lineage.events import waits_for_commit
+
+    def event(kind: str) -> dict[str, Any]:
+        return build_run_event(job=("j", "x"), event_type=kind, inputs=[], outputs=[])
+
+    assert not waits_for_commit(event("START")) and not waits_for_commit(event("RUNNING"))
+    assert all(waits_for_commit(event(k)) for k in ("COMPLETE", "FAIL", "ABORT", "OTHER"))
+    assert waits_for_commit({"eventType": None}) and waits_for_commit({})

@@ -20,7 +20,15 @@ from typing import Any
 
 from lacuna_orchestration.model import DatasetRef, OperationKind, Tier, format_timestamp, utcnow
 
-__all__ = ["PRODUCER", "SCHEMA_URL", "DatasetSpec", "build_run_event", "facet"]
+__all__ = [
+    "PRODUCER",
+    "QUEUED_EVENT_TYPES",
+    "SCHEMA_URL",
+    "DatasetSpec",
+    "build_run_event",
+    "facet",
+    "waits_for_commit",
+]
 
 PRODUCER = "https://pypi.org/project/lacuna-orchestration/"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -120,3 +128,16 @@ def build_run_event(
         "inputs": [d.to_openlineage(producer) for d in inputs],
         "outputs": [d.to_openlineage(producer) for d in outputs],
     }
+
+
+#: Event types an orchestrator may hand to an in-process governor without waiting for their
+#: commit: the step's COMPLETE/FAIL/ABORT follows through the same group-commit queue and is
+#: waited for, so a step cannot be reported done before its whole audit trail is durable.
+QUEUED_EVENT_TYPES = frozenset({"START", "RUNNING"})
+
+
+def waits_for_commit(event: Mapping[str, Any]) -> bool:
+    """Whether an in-process integration should wait for ``event``'s commit (see
+    ``QUEUED_EVENT_TYPES``); everything but START/RUNNING run events does."""
+    return event.get("eventType") not in QUEUED_EVENT_TYPES
+

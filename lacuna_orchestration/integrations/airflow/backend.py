@@ -23,6 +23,7 @@ from typing import Any
 
 from lacuna_orchestration.errors import ConfigError, LacunaError, StoreError
 from lacuna_orchestration.integrations.airflow import config
+from lacuna_orchestration.lineage.events import waits_for_commit
 from lacuna_orchestration.model import Decision, Operation
 
 __all__ = ["Backend", "BackendDefaults", "get_backend", "reset_backend", "set_backend"]
@@ -56,13 +57,25 @@ class Backend:
                    description=f"in process, store {s.database_url}")
 
     def ingest(self, event: dict[str, Any], *, via: str) -> Any:
-        """``IngestResult`` (local) or ``RemoteIngestResult``; raises ``LacunaError``."""
-        return self.target.ingest(event, via=via)
+        """``IngestResult`` (local) or ``RemoteIngestResult``; raises ``LacunaError``.
 
-    def check(self, operation: Operation, *, via: str) -> Decision:
+        In process, a task's START joins the next group commit without waiting for it; its
+        SUCCESS/FAIL event waits, and cannot commit before it (``waits_for_commit``)."""
+        if self.remote:
+            return self.target.ingest(event, via=via)
+        return self.target.ingest(event, via=via, durable=waits_for_commit(event))
+
+    def check(self, operation: Operation, *, via: str, durable: bool = True) -> Decision:
         """The audited decision; a remote Lacuna that cannot answer gives a fail-closed
-        denial rather than raising."""
-        decision: Decision = self.target.check(operation, via=via)
+        denial rather than raising. In process, ``durable=False`` queues an allowed
+        decision's record for the next group commit (the gate of a task whose end event
+        waits for it); a denial always waits for its commit (the task fails next)."""
+        if self.remote:
+            decision: Decision = self.target.check(operation, via=via)
+        else:
+            decision = self.target.check(operation, via=via, durable=durable)
+            if not decision.allow and not durable:
+                self.target.flush()
         return decision
 
     def close(self) -> None:

@@ -102,8 +102,11 @@ def fail_closed(operation: Operation, reason: str) -> Decision:
 
 
 def check_operations(operations: Sequence[Operation], *, via: str,
-                     backend: Backend | None = None) -> list[Decision]:
-    """Ask Lacuna about each operation; any failure to ask becomes a fail-closed denial."""
+                     backend: Backend | None = None, durable: bool = True) -> list[Decision]:
+    """Ask Lacuna about each operation; any failure to ask becomes a fail-closed denial.
+
+    ``durable=False`` (the pre-execute gate of a task that then runs): an allowed decision's
+    record joins the next group commit, ahead of the task's end event, which waits for it."""
     try:
         handle = backend or get_backend()
     except Exception as err:  # noqa: BLE001 - fail closed, naming the reason
@@ -112,7 +115,7 @@ def check_operations(operations: Sequence[Operation], *, via: str,
     decisions = []
     for op in operations:
         try:
-            decisions.append(handle.check(op, via=via))
+            decisions.append(handle.check(op, via=via, durable=durable))
         except Exception as err:  # noqa: BLE001 - fail closed, naming the reason
             decisions.append(fail_closed(op, f"{type(err).__name__}: {err}"))
     return decisions
@@ -177,7 +180,7 @@ class TaskGate:
         if not operations:
             logger.debug("Lacuna gate: %s has no inlets or outlets, nothing to decide", what)
             return []
-        decisions = check_operations(operations, via=GATE_VIA, backend=handle)
+        decisions = check_operations(operations, via=GATE_VIA, backend=handle, durable=False)
         _enforce(decisions, logger, what)
         return decisions
 

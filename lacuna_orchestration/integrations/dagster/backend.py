@@ -22,12 +22,10 @@ from typing import Any
 import orjson
 
 from lacuna_orchestration.errors import ConfigError, StoreError
+from lacuna_orchestration.lineage.events import waits_for_commit
 from lacuna_orchestration.model import Classification, DatasetRef, Decision, Operation
 
 __all__ = ["Backend", "attach_governor", "attached_governor", "detach_governor"]
-
-
-QUEUED_EVENT_TYPES = frozenset({"START", "RUNNING"})
 
 
 class Backend:
@@ -47,19 +45,19 @@ class Backend:
     def ingest(self, event: dict[str, Any], *, via: str) -> Any:
         if self.remote:
             return self.target.ingest(event)
-        # In process, a START joins the next group commit without waiting for it: the step's
-        # COMPLETE or FAIL goes through the same queue and is waited for, so the run cannot
-        # be reported done before its whole trail is durable.
-        durable = event.get("eventType") not in QUEUED_EVENT_TYPES
-        return self.target.ingest(event, via=via, durable=durable)
+        # In process, a START joins the next group commit without waiting (waits_for_commit).
+        return self.target.ingest(event, via=via, durable=waits_for_commit(event))
 
-    def check(self, operation: Operation, *, via: str) -> Decision:
+    def check(self, operation: Operation, *, via: str, durable: bool = True) -> Decision:
+        """The audited decision. In process, ``durable=False`` queues an allowed decision's
+        record for the next group commit (the gate of a step whose COMPLETE waits for it);
+        a denial always waits for its commit (the step fails next)."""
         if self.remote:
             decision: Decision = self.target.check(operation)
         else:
-            # The gate's record is queued for the next group commit (milliseconds), ahead of
-            # the step's COMPLETE/FAIL, which waits for it.
-            decision = self.target.check(operation, via=via, durable=False)
+            decision = self.target.check(operation, via=via, durable=durable)
+            if not decision.allow and not durable:
+                self.target.flush()
         return decision
 
     def classification(self, ref: DatasetRef) -> Classification | None:

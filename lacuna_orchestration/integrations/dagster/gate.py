@@ -166,7 +166,7 @@ def _decide(resource: LacunaResource, step: GovernedStep, *, exception_id: str |
         )
         if backend.remote and not op.inputs:
             return _decide_by_start_event(resource, step, purpose)
-        return backend.check(operation, via=VIA)
+        return backend.check(operation, via=VIA, durable=False)
     except Exception as err:  # noqa: BLE001 - any failure to decide is a denial (fail closed)
         return fail_closed_decision(op, err)
 
