@@ -77,6 +77,7 @@ __all__ = ["Governor", "IngestResult"]
 
 DECIDED_CACHE = 4096
 COMMIT_BATCH = 1000  # audit records per group commit at most
+QUEUED_LINGER_S = 0.05  # how long a queued-only write may wait for a waiting caller to carry it
 CATCH_UP_LIMIT = 20_000  # records behind the chain head: beyond this, reload the whole graph
 OWN_RECORDS = 100_000  # ids of this governor's records not yet read back while catching up
 UPSTREAM_DEPTH = 10  # levels of lineage put into a policy's input document ...
@@ -139,10 +140,13 @@ class Governor:
         self._graph_stale = True
         self._head = self.audit.head_probe()
         self._ensure_graph()
-        # No linger: a lone caller commits at once; callers that arrive while a commit runs
-        # share the next one (the classic group commit).
+        # Callers that wait commit in their own thread, taking along everything queued
+        # before them (commit_through: leader/follower group commit); what is only queued
+        # (durable=False) is committed by the writer thread within QUEUED_LINGER_S unless a
+        # waiting caller carries it sooner — one transaction per orchestrator step.
         self._committer = AuditBatcher(
-            self.audit, max_batch=COMMIT_BATCH, max_delay_s=0.0, on_failure=self._commit_failed
+            self.audit, max_batch=COMMIT_BATCH, max_delay_s=QUEUED_LINGER_S,
+            on_failure=self._commit_failed,
         )
 
     @classmethod
@@ -307,6 +311,7 @@ class Governor:
         """The committed records; after a failed commit, the graph is reloaded from the store
         before the error reaches the caller (memory holds what the store holds)."""
         try:
+            self._committer.commit_through(pending)
             return pending.result()
         except BaseException:
             with self._lock:

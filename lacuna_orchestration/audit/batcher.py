@@ -75,7 +75,8 @@ class AuditBatcher:
         self.store = store
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
-        self.on_failure = on_failure  # run on the writer thread after a batch failed
+        self.on_failure = on_failure  # run by the writer (thread or caller) after a failure
+        self._write_lock = threading.Lock()  # one writer at a time: thread or commit_through
         self._pending: deque[_Unit] = deque()
         self._mutex = threading.Lock()
         self._has_work = threading.Condition(self._mutex)  # the writer waits here for records
@@ -187,15 +188,33 @@ class AuditBatcher:
 
     # -- the writer thread --------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._commit(batch)
+    def commit_through(self, future: Future[Any]) -> None:
+        """Commit, in the caller's thread, everything queued up to and including the unit of
+        ``future``, unless it is committed already; then return (``future`` is done).
 
-    def _next_batch(self) -> list[_Unit] | None:
-        """Wait for a first unit, then up to ``max_delay_s`` for the batch to fill.
+        Leader/follower group commit for callers that wait anyway: the first waiter writes
+        whatever is queued — its own unit and every unit queued before or with it, in queue
+        order — while the others find theirs written. A single-threaded caller (an
+        orchestrator's step: START and gate queued, COMPLETE waited for) thus commits its
+        step in one transaction without handing work to the writer thread.
+        """
+        with self._write_lock:
+            while not future.done():
+                batch = self._take()
+                if not batch:
+                    break  # not queued here (closed, or taken by a failure): result() tells
+                self._commit(batch)
+
+    def _run(self) -> None:
+        while self._await_work():
+            with self._write_lock:  # queue order is write order: take only while writing
+                batch = self._take()
+                if batch:
+                    self._commit(batch)
+
+    def _await_work(self) -> bool:
+        """Wait for a first unit, then up to ``max_delay_s`` for the batch to fill (or for a
+        waiting caller to commit it itself); False once closed and drained.
 
         Units that queued up while the previous batch was committing have waited already:
         they go at once (classic group commit), without the delay.
@@ -204,14 +223,20 @@ class AuditBatcher:
             waited = bool(self._pending)
             while not self._pending:
                 if self._closed:
-                    return None
+                    return False
                 self._has_work.wait()
             deadline = time.monotonic() + (0.0 if waited else self.max_delay_s)
-            while len(self._pending) < self.max_batch and not self._closed and not self._urgent:
+            while (self._pending and len(self._pending) < self.max_batch and not self._closed
+                   and not self._urgent):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._has_work.wait(left)
+            return True
+
+    def _take(self) -> list[_Unit]:
+        """The next batch off the queue: whole units, up to ``max_batch`` records."""
+        with self._mutex:
             batch: list[_Unit] = []
             records = 0
             while self._pending and (not batch or records < self.max_batch):

@@ -152,3 +152,25 @@ def test_arguments_are_checked(store: AuditStore) -> None:
         AuditBatcher(store, max_batch=0)
     with pytest.raises(StoreError, match="max_delay_s"):
         AuditBatcher(store, max_delay_s=-1)
+
+
+def test_commit_through_writes_the_queue_in_the_callers_thread(store: AuditStore) -> None:
+    """A waiting caller commits its unit and everything queued before it, in order, in one
+    transaction of its own thread — the writer thread (lingering) writes nothing."""
+    threads: list[str] = []
+    append_prepared = store.append_prepared
+
+    def recording(items, also=()):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return append_prepared(items, also)
+
+    store.append_prepared = recording  # type: ignore[method-assign]
+    with AuditBatcher(store, max_batch=100, max_delay_s=SLOW) as batcher:
+        queued = [batcher.submit_unit([r]) for r in make_records(3)]
+        batcher.commit_through(queued[-1])
+        assert all(f.done() for f in queued)
+        assert [f.result()[0].seq for f in queued] == [1, 2, 3]
+        assert threads == [threading.current_thread().name]
+        batcher.commit_through(queued[0])  # already written: nothing to do
+        assert len(threads) == 1
+    assert verify(store).ok
