@@ -184,7 +184,7 @@ class Governor:
         ``durable=False`` returns once the writes are queued for the next group commit
         (milliseconds later; see :meth:`flush`): for an orchestrator's START events, whose
         COMPLETE follows through the same queue and is waited for. ``IngestResult.audit`` is
-        then empty.
+        then empty — unless the event was denied: a denial is always committed first.
         """
         parsed = parse_event(event)
         with self._lock:
@@ -194,7 +194,7 @@ class Governor:
             except BaseException:
                 self._restore_graph()
                 raise
-        if not durable:
+        if not durable and result.allowed:  # a denial is durable before anyone hears of it
             return result
         return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
@@ -581,9 +581,10 @@ class Governor:
     def check(self, operation: Operation, *, via: str = "api", durable: bool = True) -> Decision:
         """Answer a gate question without an event; the decision is audited.
 
-        ``durable=False`` returns as soon as the audit record is queued for the next group
-        commit instead of after it (the gate's hot path; the run's COMPLETE, ingested durably
-        through the same queue, cannot be acknowledged before it).
+        ``durable=False`` returns as soon as the audit record of an *allowed* operation is
+        queued for the next group commit instead of after it (the gate's hot path; the run's
+        COMPLETE, ingested durably through the same queue, cannot be acknowledged before it).
+        A denial is always committed before it is returned.
         """
         with self._lock:
             self._ensure_graph()
@@ -599,7 +600,7 @@ class Governor:
                 # the run's START/COMPLETE events reuse this audited answer
                 self._remember((operation.run_id, operation.destination.key,
                                 operation.kind.value), decision)
-        if durable:
+        if durable or not decision.allow:  # a denial is durable before anyone hears of it
             self._wait(pending)
         return decision
 

@@ -74,8 +74,6 @@ class Backend:
             decision: Decision = self.target.check(operation, via=via)
         else:
             decision = self.target.check(operation, via=via, durable=durable)
-            if not decision.allow and not durable:
-                self.target.flush()
         return decision
 
     def close(self) -> None:

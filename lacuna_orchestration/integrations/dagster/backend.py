@@ -56,8 +56,6 @@ class Backend:
             decision: Decision = self.target.check(operation)
         else:
             decision = self.target.check(operation, via=via, durable=durable)
-            if not decision.allow and not durable:
-                self.target.flush()
         return decision
 
     def classification(self, ref: DatasetRef) -> Classification | None:
