@@ -130,8 +130,8 @@ class _RecordingBackend:
     def ingest(self, event: dict[str, Any], *, via: str) -> Any:
         return self.inner.ingest(event, via=via)
 
-    def check(self, operation: Any, *, via: str) -> Decision:
-        decision: Decision = self.inner.check(operation, via=via)
+    def check(self, operation: Any, *, via: str, durable: bool = True) -> Decision:
+        decision: Decision = self.inner.check(operation, via=via, durable=durable)
         self.decisions.append(decision)
         return decision
 
