@@ -5,9 +5,11 @@ anything."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "example_project" / "demo.py"
@@ -27,3 +29,30 @@ def load_demo() -> ModuleType:
 def load_story() -> ModuleType:
     story: ModuleType = load_demo().load_platform()
     return story
+
+
+PARTNER_EXPORT = "/srv/partner-share/Downloads/customer_transactions.csv"
+
+
+def assert_partner_export_denied(task: Any, tags: list[str]) -> None:
+    """The PII export to the partner share failed before writing, with the seed's full
+    message (action, reason, classification, tags, alternatives, policy, steward) as the
+    Airflow task's failure text — in process and through the service alike."""
+    assert task.state == "failed" and task.written is None
+    denial = task.denial
+    assert denial is not None and denial.policy_id == "export-governance"
+    message = denial.message
+    assert re.search(r"Reason: Cannot export [A-Z_, ]*PII[A-Z_, ]* data to unmanaged location "
+                     + re.escape("file://" + PARTNER_EXPORT), message)
+    for expected in (
+        "Action: Export warehouse.main.customer_transactions → " + PARTNER_EXPORT,
+        "Classification: PROPRIETARY",
+        "Tags: " + ", ".join(tags),
+        "Alternatives:\n1. Export an anonymized version",
+        "Save to a governed location instead, e.g. file:///governed/workspace/",
+        "Policy: export-governance v2.0.0",
+        "Steward: data-governance@example.com",
+    ):
+        assert expected in message
+    assert message in task.error  # the task failed with exactly that text
+

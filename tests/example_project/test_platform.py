@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,12 @@ from typing import Any
 
 import networkx as nx
 import pytest
-from platform_helpers import load_story
+from platform_helpers import PARTNER_EXPORT, assert_partner_export_denied, load_story
 
 from lacuna_orchestration.lineage.render import TIER_COLOURS
 from lacuna_orchestration.model import Tier
 
 story = load_story()
-PARTNER_EXPORT = "/srv/partner-share/Downloads/customer_transactions.csv"
 GOVERNED_EXPORT = "/governed/workspace/revenue_by_country.csv"
 SVG = {"svg": "http://www.w3.org/2000/svg"}
 
@@ -102,25 +100,8 @@ def test_the_anonymized_view_is_internal_and_anonymized(run: Any) -> None:
 def test_the_pii_export_to_an_unmanaged_location_is_blocked_with_the_full_message(
     run: Any,
 ) -> None:
-    task = run.pii_export
-    assert task.state == "failed" and task.written is None
-    denial = task.denial
-    assert denial is not None and denial.policy_id == "export-governance"
-    message = denial.message
     tags = _effective(run, "customer_transactions").sorted_tags()
-    assert re.search(r"Reason: Cannot export [A-Z_, ]*PII[A-Z_, ]* data to unmanaged location "
-                     + re.escape("file://" + PARTNER_EXPORT), message)
-    for expected in (
-        "Action: Export warehouse.main.customer_transactions → " + PARTNER_EXPORT,
-        "Classification: PROPRIETARY",
-        "Tags: " + ", ".join(tags),
-        "Alternatives:\n1. Export an anonymized version",
-        "Save to a governed location instead, e.g. file:///governed/workspace/",
-        "Policy: export-governance v2.0.0",
-        "Steward: data-governance@example.com",
-    ):
-        assert expected in message
-    assert message in task.error  # the task failed with exactly that text
+    assert_partner_export_denied(run.pii_export, tags)
 
 
 def test_the_aggregate_export_to_the_governed_workspace_is_allowed(run: Any) -> None:

@@ -12,7 +12,6 @@ import importlib
 import io
 import itertools
 import json
-import re
 import socket
 from collections.abc import Iterator
 from contextlib import closing, redirect_stdout
@@ -21,7 +20,7 @@ from typing import Any
 
 import networkx as nx
 import pytest
-from platform_helpers import load_demo
+from platform_helpers import PARTNER_EXPORT, assert_partner_export_denied, load_demo
 
 from lacuna_orchestration.model import parse_timestamp
 
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.slow
 demo = load_demo()
 service = demo.load_service_story()
 server_module = importlib.import_module(f"{demo.PLATFORM_MODULE}.service")
-PARTNER_EXPORT = "/srv/partner-share/Downloads/customer_transactions.csv"
 GOVERNED_EXPORT = "/governed/workspace/revenue_by_country.csv"
 
 
@@ -107,27 +105,10 @@ def test_tiers_read_back_match_the_seed_scenarios(run: Any) -> None:
 # -- the gate, answered by the server --------------------------------------------------------------
 
 def test_the_pii_export_was_denied_by_the_server_with_the_full_message(run: Any) -> None:
-    task = run.pii_export
-    assert task.state == "failed" and task.written is None
-    denial = task.denial
-    assert denial is not None and denial.policy_id == "export-governance"
     tags = run.datasets[run.table("customer_transactions").key]["tags"]
-    message = denial.message
-    assert re.search(r"Reason: Cannot export [A-Z_, ]*PII[A-Z_, ]* data to unmanaged location "
-                     + re.escape("file://" + PARTNER_EXPORT), message)
-    for expected in (
-        "Action: Export warehouse.main.customer_transactions → " + PARTNER_EXPORT,
-        "Classification: PROPRIETARY",
-        "Tags: " + ", ".join(tags),
-        "Alternatives:\n1. Export an anonymized version",
-        "Save to a governed location instead, e.g. file:///governed/workspace/",
-        "Policy: export-governance v2.0.0",
-        "Steward: data-governance@example.com",
-    ):
-        assert expected in message
-    assert message in task.error  # the Airflow task failed with exactly that text
+    assert_partner_export_denied(run.pii_export, tags)
     # the same decision is in the server's record (GET /api/v1/decisions)
-    assert denial.decision_id in {d.decision_id for d in run.decisions if not d.allow}
+    assert run.pii_export.denial.decision_id in {d.decision_id for d in run.decisions if not d.allow}
 
 
 def test_the_aggregate_export_to_the_governed_workspace_ran(run: Any) -> None:
