@@ -517,18 +517,26 @@ class Governor:
 
     def source_classification(self, sources: Iterable[DatasetRef]) -> Classification:
         """What flows out of ``sources`` together (the join rule over their effective labels)."""
-        parents = {}
-        for ref in sources:
-            key = ref.key
-            parents[key] = (
-                self.graph.node(key).effective if key in self.graph else Classification.unknown()
-            )
-        if not parents:
+        return self._join_sources(self._source_labels(sources))
+
+    def _source_labels(self, sources: Iterable[DatasetRef]) -> dict[str, Classification]:
+        """Each source's effective classification; unknown for a dataset not in the graph."""
+        return {
+            ref.key: (self.graph.node(ref.key).effective if ref.key in self.graph
+                      else Classification.unknown())
+            for ref in sources
+        }
+
+    def _join_sources(self, labels: Mapping[str, Classification]) -> Classification:
+        if not labels:
             return Classification.unknown("no sources")
-        return self.graph.rules.for_join(parents, target="operation")
+        return self.graph.rules.for_join(labels, target="operation")
 
     def _decide(self, op: Operation) -> Decision:
-        source_c = self.source_classification(op.sources)
+        # Per source for the policy input, so a source nothing describes is listed as
+        # unclassified (an unknown joined with anything else would pass for PUBLIC data).
+        per_source = self._source_labels(op.sources)
+        source_c = self._join_sources(per_source)
         dest_c = None
         if op.destination is not None and op.destination.key in self.graph:
             dest_c = self.graph.node(op.destination.key).effective
@@ -539,13 +547,6 @@ class Governor:
             if ref.key in self.graph:
                 upstream.extend(self.graph.upstream(ref.key, depth=UPSTREAM_DEPTH))
         upstream = list(dict.fromkeys(upstream))[:UPSTREAM_LIMIT]
-        # Per source, so a source nothing describes is listed as unclassified (an unknown
-        # joined with anything else would otherwise pass for classified PUBLIC data).
-        per_source = {
-            ref.key: (self.graph.node(ref.key).effective if ref.key in self.graph
-                      else Classification.unknown())
-            for ref in op.sources
-        }
         input_doc = build_input(
             op, source_classification=per_source or source_c,
             destination_classification=dest_c, upstream=upstream,
