@@ -33,7 +33,7 @@ from lacuna_orchestration.model import DatasetRef, Decision, parse_timestamp, ut
 from . import airflow_exports as af
 from .config import ANALYST, GOVERNED_EXPORT, PARTNER_EXPORT, SCHEDULER, STEWARD, PlatformPaths
 from .service import DevServer, LacunaApi
-from .story import Step, export_marts, scratch_space
+from .story import Step, export_marts, export_under_exception, scratch_space
 
 __all__ = ["AUDITOR", "EXCEPTION_SECONDS", "ServiceRun", "lineage_tree", "run_all", "steps"]
 
@@ -145,22 +145,9 @@ def _exception(run: ServiceRun) -> None:
     run.exception = steward.post(f"/api/v1/exceptions/{requested['id']}/approve",
                                  {"duration_days": EXCEPTION_SECONDS / 86400})
     backend = af.server_backend(run.url, run.keys["airflow"], user=SCHEDULER)
-    dag = af.build_dag(run.paths)
-    target = run.paths.mounted(PARTNER_EXPORT)
-    run.pii_export_under_exception = af.run_task(dag, af.PII_EXPORT_TASK, backend,
-                                                 run_id="manual__exception",
-                                                 destination=target)
-    if run.pii_export_under_exception.state != "success":
-        raise RuntimeError("the approved exception did not let the export run (approved for "
-                           f"{EXCEPTION_SECONDS:g} s; a slow machine may outlast it): "
-                           f"{run.pii_export_under_exception.error.splitlines()[:1]}")
-    target.unlink()  # so the run after expiry shows it writes nothing
-    _wait_until(parse_timestamp(run.exception["valid_until"]))
-    run.pii_export_after_expiry = af.run_task(dag, af.PII_EXPORT_TASK, backend,
-                                              run_id="manual__after_expiry",
-                                              destination=target)
-    if run.pii_export_after_expiry.state != "failed":
-        raise RuntimeError("the export still ran after the exception expired")
+    export_under_exception(
+        run, backend, lambda: _wait_until(parse_timestamp(run.exception["valid_until"])),
+        hint=f" (approved for {EXCEPTION_SECONDS:g} s; a slow machine may outlast it)")
 
 
 def _wait_until(moment: datetime, margin_s: float = 0.5) -> None:

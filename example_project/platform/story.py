@@ -39,6 +39,7 @@ from .config import (
 )
 
 __all__ = ["EXCEPTION_HOURS", "MovableClock", "PlatformRun", "Step", "export_marts",
+           "export_under_exception",
            "open_governor", "scratch_space", "steps"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,17 +164,26 @@ def _exception(run: PlatformRun) -> None:
     )
     run.exception = gov.approve_exception(requested.id, steward=STEWARD,
                                           duration=timedelta(hours=EXCEPTION_HOURS), via="demo")
+    export_under_exception(run, gov, lambda: run.clock.advance(
+        timedelta(hours=EXCEPTION_HOURS + 1)))
+
+
+def export_under_exception(run: Any, lacuna: Any, expire: Callable[[], None],
+                           hint: str = "") -> None:
+    """The PII export with the steward's exception approved: it must run; then ``expire``
+    moves past the exception's end (the governor's clock, or real time against a server) and
+    the same export must be blocked again. Shared by the in-process and service stories."""
     dag = af.build_dag(run.paths)
     target = run.paths.mounted(PARTNER_EXPORT)
-    run.pii_export_under_exception = af.run_task(dag, af.PII_EXPORT_TASK, gov,
+    run.pii_export_under_exception = af.run_task(dag, af.PII_EXPORT_TASK, lacuna,
                                                  run_id="manual__exception",
                                                  destination=target)
     if run.pii_export_under_exception.state != "success":
-        raise RuntimeError("the approved exception did not let the export run: "
+        raise RuntimeError(f"the approved exception did not let the export run{hint}: "
                            f"{run.pii_export_under_exception.error.splitlines()[:3]}")
     target.unlink()  # so the run after expiry shows it writes nothing
-    run.clock.advance(timedelta(hours=EXCEPTION_HOURS + 1))
-    run.pii_export_after_expiry = af.run_task(dag, af.PII_EXPORT_TASK, gov,
+    expire()
+    run.pii_export_after_expiry = af.run_task(dag, af.PII_EXPORT_TASK, lacuna,
                                               run_id="manual__after_expiry",
                                               destination=target)
     if run.pii_export_after_expiry.state != "failed":
