@@ -83,10 +83,27 @@ decisions_table = Table(
 Index("ix_lacuna_decisions_time", decisions_table.c.tenant, decisions_table.c.decided_at)
 
 
-def _insert(engine: Engine, table: Table) -> Any:
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str, ...]) -> Any:
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=list(keys), set_={c: insert.excluded[c] for c in values}
+    )
+
+
+_UPSERTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _upserts(engine: Engine) -> tuple[Any, Any]:
+    """The dataset and edge upserts for the engine's dialect, built once: building one
+    (``excluded`` proxies every column) cost more than executing it."""
+    dialect = engine.dialect.name
+    if dialect not in _UPSERTS:
+        _UPSERTS[dialect] = (
+            _upsert(dialect, datasets_table, ("tenant", "key"), ("tier", "document", "updated_at")),
+            _upsert(dialect, edges_table, ("tenant", "src", "dst"),
+                    ("operation", "job", "updated_at")),
+        )
+    return _UPSERTS[dialect]
 
 
 def _fail(engine: Engine, what: str, err: SQLAlchemyError) -> StoreError:
@@ -162,20 +179,11 @@ class CatalogStore:
         def write(conn: Connection) -> None:
             if decision_rows:
                 conn.execute(decisions_table.insert(), decision_rows)
+            upsert_datasets, upsert_edges = _upserts(self.engine)
             if rows:
-                stmt = _insert(self.engine, datasets_table)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["tenant", "key"],
-                    set_={c: stmt.excluded[c] for c in ("tier", "document", "updated_at")},
-                )
-                conn.execute(stmt, rows)
+                conn.execute(upsert_datasets, rows)
             if edge_rows:
-                stmt = _insert(self.engine, edges_table)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["tenant", "src", "dst"],
-                    set_={c: stmt.excluded[c] for c in ("operation", "job", "updated_at")},
-                )
-                conn.execute(stmt, edge_rows)
+                conn.execute(upsert_edges, edge_rows)
 
         return write
 

@@ -147,7 +147,10 @@ def format_timestamp(moment: datetime) -> str:
     """The one timestamp format used in canonical JSON: UTC, microseconds, ``Z``."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(UTC)
+    if moment.year >= 1000:  # isoformat is ten times faster and writes the same text here
+        return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # glibc leaves short years unpadded
 
 
 def parse_timestamp(value: str | datetime) -> datetime:
