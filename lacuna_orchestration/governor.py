@@ -190,7 +190,7 @@ class Governor:
         with self._lock:
             self._ensure_graph()
             try:
-                result, pending = self._ingest_locked(parsed, via, actor)
+                result, pending = self._ingest_locked(parsed, via, actor, quiet=not durable)
             except BaseException:
                 self._restore_graph()
                 raise
@@ -232,7 +232,7 @@ class Governor:
         return done, None
 
     def _ingest_locked(
-        self, parsed: LineageEvent, via: str, actor: str | None
+        self, parsed: LineageEvent, via: str, actor: str | None, *, quiet: bool = False
     ) -> tuple[IngestResult, Future[list[AuditRecord]]]:
         touched = self._apply(parsed)
         updated = self.graph.propagate(touched)
@@ -269,7 +269,7 @@ class Governor:
             (e for k in keys for e in self.graph.in_edges(k)),
             [d for _, d in fresh],
             parsed.run_id,
-        ))
+        ), quiet=quiet)
         # Remembered now, in commit order: a failed commit forgets every remembered decision.
         for key, decision in fresh:
             self._remember(key, decision)
@@ -277,11 +277,16 @@ class Governor:
         return result, pending
 
     def _submit(
-        self, records: Sequence[AuditRecord], step: Callable[[Any], None] | None = None
+        self, records: Sequence[AuditRecord], step: Callable[[Any], None] | None = None,
+        *, quiet: bool = False,
     ) -> Future[list[AuditRecord]]:
         """Queue records (and the catalog rows in ``step``) for the next group commit.
-        Called under the lock, so queue order is the order the graph changed in."""
-        pending = self._committer.submit_unit(records, [step] if step is not None else [])
+        Called under the lock, so queue order is the order the graph changed in.
+        ``quiet``: a non-durable call's write, which a later durable call usually carries
+        (see ``AuditBatcher.submit_unit``)."""
+        pending = self._committer.submit_unit(
+            records, [step] if step is not None else [], quiet=quiet
+        )
         with self._feed_lock:
             for record in records:  # catching up skips what this governor wrote itself
                 self._own[record.record_id] = None
@@ -595,7 +600,8 @@ class Governor:
                 details={"operation": operation.to_dict()},
             )
             pending = self._submit(
-                [record], self.catalog.changes((), (), [decision], operation.run_id)
+                [record], self.catalog.changes((), (), [decision], operation.run_id),
+                quiet=not durable,
             )
             if operation.run_id and operation.destination is not None:
                 # the run's START/COMPLETE events reuse this audited answer

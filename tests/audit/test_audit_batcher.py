@@ -174,3 +174,25 @@ def test_commit_through_writes_the_queue_in_the_callers_thread(store: AuditStore
         batcher.commit_through(queued[0])  # already written: nothing to do
         assert len(threads) == 1
     assert verify(store).ok
+
+
+def test_a_quiet_unit_commits_on_its_own_within_the_delay(store: AuditStore) -> None:
+    """Quiet units (a START whose COMPLETE usually carries it) never wait for a carrier that
+    does not come: from an idle writer, and from a polling one (quiet traffic just seen,
+    so the writer is no longer woken per unit)."""
+    with AuditBatcher(store, max_delay_s=0.05) as batcher:
+        first = batcher.submit_unit([make_record(1)], quiet=True)  # writer asleep, untimed
+        assert len(first.result(timeout=5)) == 1
+        second = batcher.submit_unit([make_record(2)], quiet=True)  # writer polling now
+        assert len(second.result(timeout=5)) == 1
+    assert verify(store).ok and store.head().seq == 2
+
+
+def test_a_quiet_unit_is_carried_by_the_next_waiting_caller(store: AuditStore) -> None:
+    """The common case: no writer-thread commit at all, one transaction for both."""
+    with AuditBatcher(store, max_delay_s=SLOW) as batcher:
+        quiet = batcher.submit_unit([make_record(1)], quiet=True)
+        waited = batcher.submit_unit([make_record(2)])
+        batcher.commit_through(waited)
+        assert quiet.done() and waited.done()
+        assert quiet.result()[0].seq == 1 and waited.result()[0].seq == 2
