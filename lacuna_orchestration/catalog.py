@@ -8,7 +8,8 @@ and classifications. Rows are JSON documents keyed by tenant + dataset key: the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -112,6 +113,39 @@ def _fail(engine: Engine, what: str, err: SQLAlchemyError) -> StoreError:
     return StoreError(f"cannot {what} in {url}: {reason}")
 
 
+@dataclass(slots=True)
+class CatalogChanges:
+    """Catalog rows one governor write changes, encoded already: a transaction step (call it
+    with a connection) that a group commit writes together with its neighbours'.
+
+    A batch of many events used to execute three statements per event; ``write_together``
+    merges the batch's rows into one ``executemany`` per table (the later row for the same
+    dataset or edge wins, as it would executed in order)."""
+
+    engine: Engine
+    datasets: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+
+    def __call__(self, conn: Connection) -> None:
+        CatalogChanges.write_together(conn, [self])
+
+    @staticmethod
+    def write_together(conn: Connection, changes: Sequence[CatalogChanges]) -> None:
+        if not changes:
+            return
+        datasets = {(r["tenant"], r["key"]): r for c in changes for r in c.datasets}
+        edges = {(r["tenant"], r["src"], r["dst"]): r for c in changes for r in c.edges}
+        decisions = [r for c in changes for r in c.decisions]
+        upsert_datasets, upsert_edges = _upserts(changes[0].engine)
+        if decisions:
+            conn.execute(decisions_table.insert(), decisions)
+        if datasets:
+            conn.execute(upsert_datasets, list(datasets.values()))
+        if edges:
+            conn.execute(upsert_edges, list(edges.values()))
+
+
 class CatalogStore:
     """Reads and writes the catalog tables for one tenant."""
 
@@ -150,7 +184,7 @@ class CatalogStore:
         edges: Iterable[tuple[str, str, OperationKind, str]] = (),
         decisions: Iterable[Decision] = (),
         run_id: str = "",
-    ) -> Callable[[Connection], None] | None:
+    ) -> CatalogChanges | None:
         """The rows to write, encoded now, as a step that writes them into a caller's
         transaction (the governor commits them with the event's audit records: one commit).
         ``None`` when there is nothing to write."""
@@ -175,17 +209,7 @@ class CatalogStore:
         decision_rows = self._decision_rows(decisions, run_id)
         if not (rows or edge_rows or decision_rows):
             return None
-
-        def write(conn: Connection) -> None:
-            if decision_rows:
-                conn.execute(decisions_table.insert(), decision_rows)
-            upsert_datasets, upsert_edges = _upserts(self.engine)
-            if rows:
-                conn.execute(upsert_datasets, rows)
-            if edge_rows:
-                conn.execute(upsert_edges, edge_rows)
-
-        return write
+        return CatalogChanges(self.engine, rows, edge_rows, decision_rows)
 
     def load(self, graph: LineageGraph) -> LineageGraph:
         """Fill ``graph`` with every dataset and edge of the tenant.

@@ -115,3 +115,49 @@ def test_an_edge_whose_dataset_row_is_missing_loads_as_a_bare_node(
     assert {n.ref.key for n in graph.nodes()} == set(graph.g)
     changed = store.load_keys(graph, ["wh::stg", "wh::raw"])
     assert changed == []  # reloading unchanged datasets changes nothing
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_batch_of_changes_is_written_together_and_the_later_row_wins(
+    backend: str, sqlite_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A group commit writes many governor writes' rows in one statement per table; the same
+    dataset changed twice in the batch ends as the later change left it, and a step that
+    cannot be merged still runs in its place in the order."""
+    from lacuna_orchestration.audit.store import run_steps
+    from lacuna_orchestration.catalog import CatalogChanges
+
+    engine = make_engine(sqlite_url) if backend == "sqlite" else request.getfixturevalue(
+        "pg_engine")
+    store = CatalogStore(engine, "batch")
+    store.create_schema()
+    graph = sample_graph()
+    raw = graph.node(ref("raw").key)
+    first = store.changes([raw], list(graph.in_edges(ref("stg").key)))
+    raw.description = "changed by the second write"
+    second = store.changes([raw], list(graph.in_edges(ref("stg").key)))
+    assert isinstance(first, CatalogChanges) and isinstance(second, CatalogChanges)
+    order: list[str] = []
+
+    def plain_step(conn: object) -> None:
+        order.append("plain")
+
+    statements: list[str] = []
+
+    from sqlalchemy import event
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as conn:
+            run_steps(conn, [first, second, plain_step])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert order == ["plain"]
+    assert statements.count("INSERT") == 2  # one per table, not one per change
+    loaded = store.load(LineageGraph())
+    assert loaded.node(ref("raw").key).description == "changed by the second write"
+    if backend == "sqlite":
+        engine.dispose()
