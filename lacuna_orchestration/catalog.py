@@ -152,6 +152,9 @@ class CatalogStore:
     def __init__(self, engine: Engine, tenant: str = "default") -> None:
         self.engine = engine
         self.tenant = tenant
+        # hash of the document text this process last wrote or read per dataset: catching
+        # up skips a stored document it already holds without rebuilding the node's dict
+        self._synced: dict[str, int] = {}
 
     def create_schema(self) -> None:
         try:
@@ -201,6 +204,9 @@ class CatalogStore:
             }
             for n in nodes
         ]
+        synced = self._synced
+        for row in rows:  # a failed commit reloads everything, which forgets these
+            synced[row["key"]] = hash(row["document"])
         edge_rows = [
             {"tenant": self.tenant, "src": s, "dst": d, "operation": op.value, "job": job,
              "updated_at": now}
@@ -219,6 +225,7 @@ class CatalogStore:
         (column classifications, schemas, job names) are kept once: 100,000 datasets take
         a fraction of the memory they would as independent copies.
         """
+        self._synced.clear()  # a full load replaces whatever this process wrote or read
         shared = Interner()
         jobs: dict[str, str] = {}
         try:
@@ -273,12 +280,17 @@ class CatalogStore:
                             datasets_table.c.key.in_(chunk),
                         )
                     ):
-                        data = orjson.loads(str(doc))
+                        text_doc = str(doc)
+                        digest = hash(text_doc)
+                        data = orjson.loads(text_doc)
                         key = str(data.get("key") or DatasetNode.from_dict(data).ref.key)
-                        if key in graph and graph.node(key).to_dict() == data:
+                        if key in graph and (self._synced.get(key) == digest
+                                             or graph.node(key).to_dict() == data):
+                            self._synced[key] = digest
                             continue
                         node = DatasetNode.from_dict(data)
                         graph.put(node)
+                        self._synced[node.ref.key] = digest
                         changed[node.ref.key] = None
                     for src, dst, op, job in conn.execute(
                         select(edges_table.c.src, edges_table.c.dst, edges_table.c.operation,

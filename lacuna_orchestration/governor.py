@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+import orjson
+
 from lacuna_orchestration.audit.batcher import AuditBatcher
 from lacuna_orchestration.audit.checkpoints import (
     Checkpoint,
@@ -198,6 +200,36 @@ class Governor:
             return result
         return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
+    def ingest_queued(
+        self, event: Any, *, via: str = "api", actor: str | None = None, block: bool = True
+    ) -> tuple[IngestResult, Future[list[AuditRecord]]] | None:
+        """:meth:`ingest` for an asynchronous caller (the HTTP service's event loop): the
+        in-memory work is done and the writes are queued for the writer thread, which commits
+        them at once with whatever else is queued; the returned future gives the committed
+        audit records. Nothing is acknowledged before the future resolves — await it (e.g.
+        ``asyncio.wrap_future``) before answering. A failed commit fails the future with
+        ``StoreError`` and marks the graph for a reload before the next call.
+
+        No thread per waiting request and no hand-off between them: under load the writer
+        commits one batch while the next fills.
+
+        ``block=False`` returns None instead of waiting when another thread holds the
+        governor (a long read): an event loop must not stall on it, and can retry in a
+        worker thread.
+        """
+        parsed = parse_event(event)
+        if not self._lock.acquire(blocking=block):
+            return None
+        try:
+            self._ensure_graph()
+            try:
+                return self._ingest_locked(parsed, via, actor, eager=True)
+            except BaseException:
+                self._restore_graph()
+                raise
+        finally:
+            self._lock.release()
+
     def ingest_many(
         self, events: Sequence[Any], *, via: str = "api",
         actors: Sequence[str | None] | None = None,
@@ -232,7 +264,8 @@ class Governor:
         return done, None
 
     def _ingest_locked(
-        self, parsed: LineageEvent, via: str, actor: str | None, *, quiet: bool = False
+        self, parsed: LineageEvent, via: str, actor: str | None, *, quiet: bool = False,
+        eager: bool = False,
     ) -> tuple[IngestResult, Future[list[AuditRecord]]]:
         touched = self._apply(parsed)
         updated = self.graph.propagate(touched)
@@ -269,7 +302,7 @@ class Governor:
             (e for k in keys for e in self.graph.in_edges(k)),
             [d for _, d in fresh],
             parsed.run_id,
-        ), quiet=quiet)
+        ), quiet=quiet, eager=eager)
         # Remembered now, in commit order: a failed commit forgets every remembered decision.
         for key, decision in fresh:
             self._remember(key, decision)
@@ -278,14 +311,15 @@ class Governor:
 
     def _submit(
         self, records: Sequence[AuditRecord], step: Callable[[Any], None] | None = None,
-        *, quiet: bool = False,
+        *, quiet: bool = False, eager: bool = False,
     ) -> Future[list[AuditRecord]]:
         """Queue records (and the catalog rows in ``step``) for the next group commit.
         Called under the lock, so queue order is the order the graph changed in.
         ``quiet``: a non-durable call's write, which a later durable call usually carries
-        (see ``AuditBatcher.submit_unit``)."""
+        (see ``AuditBatcher.submit_unit``); ``eager``: the writer thread commits it at once
+        for a caller that awaits the future."""
         pending = self._committer.submit_unit(
-            records, [step] if step is not None else [], quiet=quiet
+            records, [step] if step is not None else [], quiet=quiet, eager=eager
         )
         with self._feed_lock:
             for record in records:  # catching up skips what this governor wrote itself
@@ -409,12 +443,12 @@ class Governor:
             return
         keys: set[str] = set()
         last = applied
-        for record in self.audit.records(after_seq=applied):
-            last = record.seq
+        for seq, record_id, action, resource, details in self._head.feed(applied, head):
+            last = seq
             with self._feed_lock:
-                mine = self._own.pop(record.record_id, False) is None
+                mine = self._own.pop(record_id, False) is None
             if not mine:
-                keys.update(_keys_named(record))
+                keys.update(_keys_named(action, resource, details))
         if keys:
             found = self.catalog.load_keys(self.graph, keys)
             self.graph.propagate(found)
@@ -758,14 +792,15 @@ class Governor:
         return write_checkpoint(self.audit, self.checkpoints, force=force)
 
 
-def _keys_named(record: AuditRecord) -> list[str]:
-    """The datasets an audit record says changed (what catching up must reload)."""
-    if record.action == "lineage.ingest":
-        details = record.details
-        return [*details.get("inputs", ()), *details.get("outputs", ()),
-                *details.get("reclassified", {})]
-    if record.action == "classification.override":
-        return [record.resource]
+def _keys_named(action: str, resource: str, details: str) -> list[str]:
+    """The datasets an audit record says changed (what catching up must reload), from its
+    action, resource and details text."""
+    if action == "lineage.ingest":
+        named = orjson.loads(details)
+        return [*named.get("inputs", ()), *named.get("outputs", ()),
+                *named.get("reclassified", {})]
+    if action == "classification.override":
+        return [resource]
     return []
 
 

@@ -56,6 +56,7 @@ class _Unit:
     single: bool = False  # submit(): the future gives the one record, not a list
     future: Future[Any] = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
+    eager: bool = False  # commit as soon as the writer is free (an async caller awaits it)
 
 
 class AuditBatcher:
@@ -88,6 +89,7 @@ class AuditBatcher:
         self._progress = threading.Condition(self._mutex)  # flush() waits here for commits
         self._closed = False
         self._urgent = 0  # flush() calls waiting: commit without waiting for more records
+        self._eager = 0  # eager units queued: commit without waiting for more records
         self._submitted = 0  # records ever submitted
         self._settled = 0  # records whose batch finished (committed, failed or cancelled)
         self._failures: list[BaseException] = []
@@ -109,7 +111,7 @@ class AuditBatcher:
 
     def submit_unit(
         self, records: Sequence[AuditRecord], steps: Sequence[TransactionStep] = (),
-        *, quiet: bool = False,
+        *, quiet: bool = False, eager: bool = False,
     ) -> Future[list[AuditRecord]]:
         """Queue ``records`` and ``steps`` to commit in one transaction, in submission order
         with everything else; the future gives the linked records once committed.
@@ -121,10 +123,15 @@ class AuditBatcher:
         a busy two-core machine stalled callers for milliseconds (p99). A quiet unit still
         commits within about ``max_delay_s`` when nobody carries it.
 
+        ``eager``: the writer thread commits the unit as soon as it is free, with whatever
+        else is queued by then, instead of lingering for more — for callers that await the
+        future rather than carry the commit themselves (the async HTTP ingest): classic
+        group commit, where the units that arrive during one commit form the next batch.
+
         Records are validated and encoded here (``ValidationError`` in the caller's thread).
         """
-        unit = _Unit([self.store.prepare(r) for r in records], list(steps))
-        return self._queue(unit, quiet=quiet)
+        unit = _Unit([self.store.prepare(r) for r in records], list(steps), eager=eager)
+        return self._queue(unit, quiet=quiet and not eager)
 
     def _queue(self, unit: _Unit, *, quiet: bool = False) -> Future[Any]:
         with self._mutex:
@@ -136,7 +143,10 @@ class AuditBatcher:
             # a batch, or a full batch. (Waking it per record costs submitters dearly.) A
             # quiet unit wakes it only from an untimed sleep; a polling writer finds it.
             queued = len(self._pending)
-            if quiet:
+            if unit.eager:
+                self._eager += 1
+                self._has_work.notify()
+            elif quiet:
                 self._quiet_seen = unit.queued_at
                 if self._idle or queued == self.max_batch:
                     self._has_work.notify()
@@ -154,6 +164,7 @@ class AuditBatcher:
         with self._mutex:
             failed = list(self._pending)
             self._pending.clear()
+            self._eager = 0
             self._settled += len(failed)
             self._progress.notify_all()
         for unit in failed:
@@ -247,7 +258,8 @@ class AuditBatcher:
                 return True
             while True:
                 if self._pending:
-                    if self._urgent or self._closed or len(self._pending) >= self.max_batch:
+                    if (self._urgent or self._eager or self._closed
+                            or len(self._pending) >= self.max_batch):
                         return True
                     left = self._pending[0].queued_at + self.max_delay_s - time.monotonic()
                     if left <= 0:
@@ -273,6 +285,7 @@ class AuditBatcher:
                 unit = self._pending.popleft()
                 batch.append(unit)
                 records += len(unit.records)
+                self._eager -= unit.eager
             return batch
 
     def _commit(self, batch: list[_Unit]) -> None:

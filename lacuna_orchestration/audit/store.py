@@ -499,6 +499,11 @@ class HeadProbe:
         self._raw: Any = None
         placeholder = "?" if store._sqlite else "%s"
         self._sql = f"SELECT seq FROM {HEAD_TABLE} WHERE tenant = {placeholder}"
+        self._feed_sql = (
+            f"SELECT seq, record_id, action, resource, details FROM {AUDIT_TABLE} "
+            f"WHERE tenant = {placeholder} AND seq > {placeholder} AND seq <= {placeholder} "
+            "ORDER BY seq"
+        )
 
     def seq(self) -> int:
         try:
@@ -512,6 +517,25 @@ class HeadProbe:
             self.close()
             self._store._fail("read the audit chain head", err)
         return int(row[0]) if row else 0
+
+    def feed(self, after_seq: int, through_seq: int) -> list[tuple[int, str, str, str, str]]:
+        """``(seq, record_id, action, resource, details JSON text)`` of the records in
+        ``(after_seq, through_seq]``, in order: what catching up needs to know of each record,
+        in one round trip on this connection (no full records decoded)."""
+        try:
+            conn = self._connection()
+            cursor = conn.cursor()
+            try:
+                rows = cursor.execute(
+                    self._feed_sql, (self._store.tenant, after_seq, through_seq)
+                ).fetchall()
+            finally:
+                cursor.close()
+        except _driver_errors() as err:
+            self.close()
+            self._store._fail("read the audit chain", err)
+        return [(int(seq), str(rid), str(action), str(resource), str(details))
+                for seq, rid, action, resource, details in rows]
 
     def _connection(self) -> Any:
         if self._raw is None:

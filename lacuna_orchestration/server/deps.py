@@ -68,7 +68,13 @@ def app_state(request: Request) -> AppState:
     return request.app.state.lacuna  # type: ignore[no-any-return]
 
 
-State = Annotated[AppState, Depends(app_state)]
+async def _app_state(request: Request) -> AppState:
+    """``app_state`` as a dependency: async, so FastAPI calls it on the event loop (a plain
+    ``def`` dependency costs every request a hop to a worker thread and back)."""
+    return app_state(request)
+
+
+State = Annotated[AppState, Depends(_app_state)]
 
 
 def _token(request: Request) -> str:
