@@ -135,6 +135,8 @@ class Governor:
         self.decider = decider or _fail_closed_decider(s)
         self._lock = threading.RLock()
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
+        # per dataset with declared column labels: the node object last classified with them
+        self._labelled: dict[str, tuple[DatasetNode, dict[str, Any]]] = {}
         self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
         self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
         self._generation = 0  # bumped by every reload (see _committed)
@@ -413,6 +415,7 @@ class Governor:
             self._own.clear()
             self._applied_seq = seq
         self.graph = graph
+        self._labelled.clear()  # it names nodes of the graph just replaced
         self._graph_stale = False
 
     def _restore_graph(self) -> None:
@@ -482,7 +485,7 @@ class Governor:
         if snap.column_lineage and dict(snap.column_lineage) != node.column_lineage:
             node.column_lineage = dict(snap.column_lineage)
             changed = True
-        if snap.has_explicit or snap.column_labels:
+        if snap.has_explicit:
             floor = Classification(
                 snap.explicit_tier or Tier.PUBLIC,
                 snap.explicit_tags,
@@ -493,13 +496,26 @@ class Governor:
             )
             if node.explicit is None or node.explicit.layer is not Layer.OVERRIDE:
                 merged = floor if node.explicit is None else node.explicit.merge(floor)
-                if snap.has_explicit and merged != node.explicit:
+                if merged != node.explicit:
                     node.explicit = merged
                     changed = True
-        if changed or node.own is None or snap.column_labels:
+        if changed or node.own is None or self._new_labels(node, snap):
             self._classify_node(node, snap)
+            if snap.column_labels:
+                self._labelled[node.ref.key] = (node, dict(snap.column_labels))
             changed = True
         return changed
+
+    def _new_labels(self, node: DatasetNode, snap: DatasetSnapshot) -> bool:
+        """Whether ``snap`` declares column labels this node object was not classified with.
+        Orchestrators repeat a dataset's labels in every event (START, COMPLETE, each run);
+        classifying again for the same labels was a third of an ingest."""
+        if not snap.column_labels:
+            return False
+        seen = self._labelled.get(node.ref.key)
+        # the node object itself, not its key: a reload replaces the object, and its labels
+        # may then come from another writer
+        return seen is None or seen[0] is not node or seen[1] != snap.column_labels
 
     def _classify_node(self, node: DatasetNode, snap: DatasetSnapshot | None = None) -> None:
         contexts = [

@@ -246,3 +246,31 @@ def test_a_dataset_nothing_describes_is_unclassified_not_public(gov: Governor) -
     gov.register_lineage([], DatasetSpec(DatasetRef("s3://lake", "drop/batch_0042.parquet"),
                                          columns=("order_id", "order_total")), code="upload")
     assert not gov.classification("drop/batch_0042.parquet").is_unknown
+
+
+def test_repeated_column_labels_classify_once_and_new_labels_reclassify(gov: Governor) -> None:
+    """Orchestrators send a dataset's declared column labels in every event: the same labels
+    again cost no classification; different labels replace the old ones."""
+    calls: list[str] = []
+    original = gov.classifier.classify_dataset
+
+    def counting(ref, contexts):  # type: ignore[no-untyped-def]
+        calls.append(ref.key)
+        return original(ref, contexts)
+
+    gov.classifier.classify_dataset = counting  # type: ignore[method-assign]
+    ref = DatasetRef("dagster", "points_ledger")
+
+    def emit(tags: list[str]) -> None:
+        spec = DatasetSpec(ref, columns=("points", "tier_code"), column_tags={"points": tags})
+        gov.ingest(build_run_event(job=("dagster", "points"), event_type="COMPLETE",
+                                   outputs=[spec], run_id=str(uuid.uuid4())))
+
+    emit(["PII"])
+    emit(["PII"])
+    assert calls == [ref.key]
+    assert "PII" in gov.classification(ref).tags
+    emit(["FINANCIAL"])
+    assert calls == [ref.key, ref.key]
+    tags = gov.classification(ref).tags
+    assert "FINANCIAL" in tags and "PII" not in tags
