@@ -134,3 +134,10 @@ test_unclassified_sources_count_as_sensitive if {
 	d.allow == false
 	d.reasons == ["Cannot export unclassified data to unmanaged location file:///tmp/export.csv"]
 }
+
+# The exception alternative writes the steward out (no sprintf on every denial): it must stay
+# the one metadata names.
+test_exception_alternative_names_the_metadata_steward if {
+	d := policy.decision with input as seed
+	d.alternatives[count(d.alternatives) - 1] == sprintf("Request a time-boxed exception from %s if this export is unavoidable", [policy.metadata.steward])
+}

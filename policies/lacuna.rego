@@ -18,12 +18,10 @@
 # must give the same answers in every engine, OPA included.
 package lacuna
 
-enabled := data.lacuna.config.enabled_policies
-
 # (Each document is looked up on its own: binding the whole package would evaluate every
 # helper rule in it.)
 answered := [entry |
-	some name in enabled
+	some name in data.lacuna.config.enabled_policies
 	entry := {
 		"package": name,
 		"metadata": data.lacuna.policies[name].metadata,
@@ -31,7 +29,7 @@ answered := [entry |
 	}
 ]
 
-decisions := answered if count(answered) == count(enabled)
+decisions := answered if count(answered) == count(data.lacuna.config.enabled_policies)
 
 decisions := [{
 	"package": "lacuna",
@@ -42,7 +40,7 @@ decisions := [{
 		"alternatives": ["Define metadata and decision in each listed package, or remove it from enabled_policies"],
 	},
 }] if {
-	count(answered) != count(enabled)
+	count(answered) != count(data.lacuna.config.enabled_policies)
 }
 
-silent := [name | some name in enabled; not name in {entry.package | some entry in answered}]
+silent := [name | some name in data.lacuna.config.enabled_policies; not name in {entry.package | some entry in answered}]

@@ -45,3 +45,10 @@ test_other_domains_are_not_concerned if {
 	d := policy.decision with input as object.union(into_marketing("transform", ["PHI", "PII"]), {"context": {"domain": "care"}})
 	d.allow == true
 }
+
+# The exception alternative writes the steward out (no sprintf on every denial): it must stay
+# the one metadata names.
+test_exception_alternative_names_the_metadata_steward if {
+	d := policy.decision with input as into_marketing("transform", ["PII"])
+	d.alternatives[count(d.alternatives) - 1] == sprintf("Ask %s for a time-boxed exception", [policy.metadata.steward])
+}

@@ -7,6 +7,9 @@
 #     runs processed personal data without saying why. Stewards who want to refuse those set
 #     data.lacuna.config.purpose.require_declared to true: data, not code.
 #   * Actions in exempt_actions (anonymize) are always allowed: they remove the restriction.
+#
+# Config is read where it is used (a helper rule costs a call on every gate question) and
+# texts are built only for the answer returned.
 package lacuna.policies.purpose_limitation
 
 metadata := {
@@ -16,54 +19,61 @@ metadata := {
 	"steward": "privacy-office@example.com",
 }
 
-decision := {"allow": false, "reasons": sort(deny), "alternatives": alternatives} if count(deny) > 0
+# One of four exclusive answers: the default covers data without restricted tags, exempt
+# actions and allowed declared purposes. (Written as separate answers rather than deny/note
+# sets: every gate question evaluates this.)
+default decision := {"allow": true, "reasons": [], "alternatives": []}
 
-decision := {"allow": true, "reasons": sort(note), "alternatives": []} if count(deny) == 0
+decision := {"allow": false, "reasons": sort(deny), "alternatives": alternatives} if {
+	applies
+	declared
+	count(deny) > 0
+}
 
-cfg := data.lacuna.config.purpose
+decision := {"allow": false, "reasons": [msg], "alternatives": alternatives} if {
+	applies
+	not declared
+	data.lacuna.config.purpose.require_declared == true
+	msg := sprintf("Processing %s data needs a declared purpose", [concat(", ", restricted)])
+}
 
-restricted := sort({tag | some tag in input.source.tags; cfg.allowed[tag]})
+decision := {"allow": true, "reasons": [msg], "alternatives": []} if {
+	applies
+	not declared
+	data.lacuna.config.purpose.require_declared != true
+	msg := sprintf("No purpose declared for processing %s data; declare one so audits can show why", [concat(", ", restricted)])
+}
+
+restricted := sort({tag | some tag in input.source.tags; data.lacuna.config.purpose.allowed[tag]})
 
 applies if {
 	count(restricted) > 0
-	not input.action in cfg.exempt_actions
+	not input.action in data.lacuna.config.purpose.exempt_actions
 }
 
 purpose := lower(trim_space(input.context.purpose))
 
 declared if purpose != ""
 
+# A declared purpose outside the allowed list of any restricted tag.
 deny contains msg if {
 	applies
 	declared
 	some tag in restricted
-	not purpose in cfg.allowed[tag]
-	msg := sprintf("Purpose '%s' is not an allowed purpose for %s data (allowed: %s)", [purpose, tag, concat(", ", cfg.allowed[tag])])
+	allowed := data.lacuna.config.purpose.allowed[tag]
+	not purpose in allowed
+	msg := sprintf("Purpose '%s' is not an allowed purpose for %s data (allowed: %s)", [purpose, tag, concat(", ", allowed)])
 }
 
-deny contains msg if {
-	applies
-	not declared
-	cfg.require_declared == true
-	msg := sprintf("Processing %s data needs a declared purpose", [concat(", ", restricted)])
-}
-
-note contains msg if {
-	applies
-	not declared
-	cfg.require_declared != true
-	msg := sprintf("No purpose declared for processing %s data; declare one so audits can show why", [concat(", ", restricted)])
-}
-
-suggestion contains [1, msg] if {
-	some tag in restricted
-	msg := sprintf("Declare an allowed purpose for %s data, if one truly applies: %s", [tag, concat(", ", cfg.allowed[tag])])
-}
-
-suggestion contains [2, "Anonymize the data first: anonymized output carries no purpose restriction"]
-
-suggestion contains [9, msg] if {
-	msg := sprintf("Request a time-boxed exception from %s for this purpose", [metadata.steward])
-}
-
-alternatives := [pair[1] | some pair in sort(suggestion)]
+# In the order to try them: declare an allowed purpose (one per restricted tag), anonymize,
+# ask the steward (metadata.steward, written out; a test checks they agree).
+alternatives := array.concat(
+	sort([msg |
+		some tag in restricted
+		msg := sprintf("Declare an allowed purpose for %s data, if one truly applies: %s", [tag, concat(", ", data.lacuna.config.purpose.allowed[tag])])
+	]),
+	[
+		"Anonymize the data first: anonymized output carries no purpose restriction",
+		"Request a time-boxed exception from privacy-office@example.com for this purpose",
+	],
+)

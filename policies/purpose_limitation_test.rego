@@ -57,3 +57,10 @@ test_data_without_restricted_tags_is_not_concerned if {
 	d.allow == true
 	d.reasons == []
 }
+
+# The exception alternative writes the steward out (no sprintf on every denial): it must stay
+# the one metadata names.
+test_exception_alternative_names_the_metadata_steward if {
+	d := policy.decision with input as processing(["PII"], "marketing")
+	d.alternatives[count(d.alternatives) - 1] == sprintf("Request a time-boxed exception from %s for this purpose", [policy.metadata.steward])
+}

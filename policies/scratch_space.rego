@@ -4,6 +4,9 @@
 # data.lacuna.config.scratch.environments, whatever the data's tier: production jobs must not
 # leave copies in a shared, unmanaged, unaudited folder. In development the export-governance
 # policy treats the same prefixes as acceptable, so a developer can dump sample data to /tmp.
+#
+# Every gate question runs this, so it is written for the evaluator's cost: the decision is
+# one of two exclusive answers or the default, without intermediate deny/note sets.
 package lacuna.policies.scratch_space
 
 metadata := {
@@ -13,35 +16,33 @@ metadata := {
 	"steward": "data-governance@example.com",
 }
 
-decision := {"allow": false, "reasons": sort(deny), "alternatives": alternatives} if count(deny) > 0
+# Every question gets exactly one of these answers: the first two are exclusive, and the
+# default answers what is not an export to scratch space.
+default decision := {"allow": true, "reasons": [], "alternatives": []}
 
-decision := {"allow": true, "reasons": sort(note), "alternatives": []} if count(deny) == 0
+decision := {"allow": false, "reasons": [msg], "alternatives": alternatives} if {
+	in_scratch
+	not development
+	msg := sprintf("%s is scratch space, open to exports only in %s (this run: %s)", [input.destination.location, concat(" or ", cfg.environments), environment])
+}
+
+decision := {"allow": true, "reasons": [msg], "alternatives": []} if {
+	in_scratch
+	development
+	msg := sprintf("Export to scratch space %s allowed in %s", [input.destination.location, environment])
+}
 
 cfg := data.lacuna.config.scratch
-
-destination := input.destination.location
 
 default environment := "unspecified"
 
 environment := input.context.environment
 
-in_scratch if {
-	input.action == "export"
-	strings.any_prefix_match(destination, cfg.prefixes)
-}
-
 development if environment in cfg.environments
 
-deny contains msg if {
-	in_scratch
-	not development
-	msg := sprintf("%s is scratch space, open to exports only in %s (this run: %s)", [destination, concat(" or ", cfg.environments), environment])
-}
-
-note contains msg if {
-	in_scratch
-	development
-	msg := sprintf("Export to scratch space %s allowed in %s", [destination, environment])
+in_scratch if {
+	input.action == "export"
+	strings.any_prefix_match(input.destination.location, cfg.prefixes)
 }
 
 alternatives := [

@@ -225,6 +225,74 @@ def _unique(groups: Iterable[Sequence[str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for group in present for item in group))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a decision takes from its policy answers alone (not from the question)."""
+
+    allow: bool
+    reasons: tuple[str, ...]
+    alternatives: tuple[str, ...]
+    policy_id: str
+    policy_version: str
+    policy_title: str
+    steward: str
+
+
+def _verdict_of(results: Sequence[PolicyResult]) -> _Verdict:
+    """The combination rules of the module docstring, applied to ``results``."""
+    denials = [r for r in results if not r.allow]
+    if denials:
+        first = denials[0]
+        return _Verdict(
+            allow=False,
+            reasons=_unique(r.reasons for r in denials),
+            alternatives=_unique(r.alternatives for r in denials),
+            policy_id=first.policy_id,
+            policy_version=first.version,
+            policy_title=first.title,
+            steward=first.steward,
+        )
+    return _Verdict(
+        allow=True,
+        reasons=_unique(r.reasons for r in results),
+        alternatives=(),
+        policy_id=", ".join(f"{r.policy_id}@{r.version}" for r in results),
+        policy_version="",
+        policy_title=f"all {len(results)} policies allow",
+        steward="",
+    )
+
+
+class _VerdictCache:
+    """Verdicts of answers seen before, keyed by the identities of their results.
+
+    Engines hand out the same (immutable, interned) ``PolicyResult`` objects for the same
+    answers, so the same few verdicts are combined over and over; this skips that (~3 µs of
+    a ~40 µs decision). An entry holds its results, so none of them can be freed and its
+    ``id`` reused while the entry exists: a key that matches names exactly those objects.
+    Results that are equal but not the same objects simply miss. Bounded: cleared when full.
+    ``dict.get`` and item assignment are atomic under the GIL, so threads may share it.
+    """
+
+    __slots__ = ("_entries", "_limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._entries: dict[tuple[int, ...], tuple[Sequence[PolicyResult], _Verdict]] = {}
+        self._limit = limit
+
+    def verdict(self, results: Sequence[PolicyResult]) -> _Verdict:
+        key = tuple(map(id, results))
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]
+        held = tuple(results)
+        verdict = _verdict_of(held)
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[key] = (held, verdict)
+        return verdict
+
+
 class PolicyDecider:
     """Asks the engine, combines the answers into one ``Decision``, never raises.
 
@@ -236,6 +304,7 @@ class PolicyDecider:
 
     def __init__(self, engine: PolicyEngine) -> None:
         self.engine = engine
+        self._verdicts = _VerdictCache()
 
     @classmethod
     def failing(cls, reason: str) -> PolicyDecider:
@@ -292,31 +361,16 @@ class PolicyDecider:
         classification: Classification | None = None,
     ) -> Decision:
         """One decision from the answers (see the module docstring for the rules)."""
-        denials = [r for r in results if not r.allow]
-        if denials:
-            first = denials[0]
-            return Decision(
-                allow=False,
-                action=action,
-                reasons=_unique(r.reasons for r in denials),
-                alternatives=_unique(r.alternatives for r in denials),
-                policy_id=first.policy_id,
-                policy_version=first.version,
-                policy_title=first.title,
-                steward=first.steward,
-                source=source_label,
-                destination=destination_label,
-                classification=classification,
-                bundle_revision=self._revision(),
-                decision_id=_decision_id(),
-                decided_at=_decided_at(),
-            )
+        verdict = self._verdicts.verdict(results)
         return Decision(
-            allow=True,
+            allow=verdict.allow,
             action=action,
-            reasons=_unique(r.reasons for r in results),
-            policy_id=", ".join(f"{r.policy_id}@{r.version}" for r in results),
-            policy_title=f"all {len(results)} policies allow",
+            reasons=verdict.reasons,
+            alternatives=verdict.alternatives,
+            policy_id=verdict.policy_id,
+            policy_version=verdict.policy_version,
+            policy_title=verdict.policy_title,
+            steward=verdict.steward,
             source=source_label,
             destination=destination_label,
             classification=classification,

@@ -18,11 +18,13 @@ back with the inner string quoted and unescaped (``Cannot export "PII" data``), 
 its own JSON output unparseable, and it rejects ``some k, v in x`` inside comprehensions.
 
 The hot path therefore runs regorus' compiled VM, about 7× faster than its tree-walking
-interpreter (which alone would miss even the seed's 5,000 evaluations/s). The VM is younger and two of its departures from Rego semantics were found while
+interpreter (which alone would miss even the seed's 5,000 evaluations/s). The VM is younger and three of its departures from Rego semantics were found while
 measuring: an ``else`` after a body that reads undefined data yields undefined instead of the
-``else`` value, and a complete-rule conflict yields undefined instead of an error. The shipped
-policies avoid ``else`` and a test compares VM and interpreter on every scenario, and the engine
-guards against the rest:
+``else`` value, a complete-rule conflict yields undefined instead of an error, and a builtin
+given an undefined value (``sprintf("%s", [undefined_rule])``, also through ``x := ...``)
+yields the text ``<undefined>`` where the body should fail. The shipped policies avoid ``else``
+and test definedness before building text, a test compares VM and interpreter on every
+scenario, and the engine guards against the rest:
 
 * every ``shadow_every``-th evaluation on each thread also runs the interpreter; when the two
   disagree the engine logs it, answers with the interpreter and stays on the interpreter until
