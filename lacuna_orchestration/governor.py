@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -137,6 +138,7 @@ class Governor:
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
         # per dataset with declared column labels: the node object last classified with them
         self._labelled: dict[str, tuple[DatasetNode, dict[str, Any]]] = {}
+        self._caught_up_at = float("-inf")  # monotonic start of the last complete catch-up
         self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
         self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
         self._generation = 0  # bumped by every reload (see _committed)
@@ -203,7 +205,8 @@ class Governor:
         return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
     def ingest_queued(
-        self, event: Any, *, via: str = "api", actor: str | None = None, block: bool = True
+        self, event: Any, *, via: str = "api", actor: str | None = None, block: bool = True,
+        asked_at: float | None = None,
     ) -> tuple[IngestResult, Future[list[AuditRecord]]] | None:
         """:meth:`ingest` for an asynchronous caller (the HTTP service's event loop): the
         in-memory work is done and the writes are queued for the writer thread, which commits
@@ -217,13 +220,14 @@ class Governor:
 
         ``block=False`` returns None instead of waiting when another thread holds the
         governor (a long read): an event loop must not stall on it, and can retry in a
-        worker thread.
+        worker thread. ``asked_at``: when the request arrived (``time.monotonic()``), so a
+        catch-up made since serves it (see ``_ensure_graph``).
         """
         parsed = parse_event(event)
         if not self._lock.acquire(blocking=block):
             return None
         try:
-            self._ensure_graph()
+            self._ensure_graph(asked_at)
             try:
                 return self._ingest_locked(parsed, via, actor, eager=True)
             except BaseException:
@@ -373,12 +377,17 @@ class Governor:
         ``StoreError`` if a commit failed since the last flush."""
         self._committer.flush()
 
-    def _ensure_graph(self) -> None:
+    def _ensure_graph(self, asked_at: float | None = None) -> None:
         """Make the in-memory graph hold what the store holds before it is used: reload it
-        after a failure, else catch up with what other processes committed since."""
+        after a failure, else catch up with what other processes committed since.
+
+        ``asked_at`` (``time.monotonic()`` when the caller's question arrived): a catch-up
+        that started after it already saw every commit acknowledged before the question,
+        so it need not probe again. Under load the service's queued requests share one
+        catch-up this way instead of one each."""
         if self._graph_stale:
             self._reload_graph()
-        else:
+        elif asked_at is None or self._caught_up_at < asked_at:
             self._catch_up()
 
     def refresh(self) -> None:
@@ -406,6 +415,7 @@ class Governor:
     def _reload_graph(self) -> None:
         # The head first: whatever commits while the catalog loads is caught up with later
         # (reloading a dataset twice is harmless; missing one is not).
+        started = time.monotonic()
         seq = self.audit.head().seq
         graph = self.catalog.load(LineageGraph())
         with self._feed_lock:
@@ -417,6 +427,7 @@ class Governor:
         self.graph = graph
         self._labelled.clear()  # it names nodes of the graph just replaced
         self._graph_stale = False
+        self._caught_up_at = started
 
     def _restore_graph(self) -> None:
         """Put back the graph the store holds (ingest changes it in place before writing);
@@ -436,10 +447,12 @@ class Governor:
         when nothing changed; otherwise the datasets the new records name are reloaded with
         their incoming edges and propagated — the cost of what changed, not of the graph.
         """
+        started = time.monotonic()
         head = self._head.seq()
         with self._feed_lock:
             applied = self._applied_seq
         if head <= applied:
+            self._caught_up_at = started
             return
         if head - applied > CATCH_UP_LIMIT:
             self._reload_graph()
@@ -457,6 +470,7 @@ class Governor:
             self.graph.propagate(found)
         with self._feed_lock:
             self._applied_seq = max(self._applied_seq, last)
+        self._caught_up_at = started
 
     def _apply(self, ev: LineageEvent) -> list[str]:
         """Update nodes and edges from the event; return the keys that need recomputing."""

@@ -221,3 +221,37 @@ def test_only_a_step_start_is_queued_without_waiting() -> None:
     assert not waits_for_commit(event("START")) and not waits_for_commit(event("RUNNING"))
     assert all(waits_for_commit(event(k)) for k in ("COMPLETE", "FAIL", "ABORT", "OTHER"))
     assert waits_for_commit({"eventType": None}) and waits_for_commit({})
+
+
+def test_queued_requests_share_a_catch_up_that_started_after_they_arrived(
+        open_governor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service passes each request's arrival time: a catch-up that started after it
+    saw every commit acknowledged before the request, so the request skips its own probe —
+    but a request that arrived after another governor's commit always looks."""
+    import time
+
+    worker_a, worker_b = open_governor(), open_governor()
+    probes: list[int] = []
+    real = worker_b._head.seq
+
+    def counting() -> int:
+        probes.append(1)
+        return real()
+
+    monkeypatch.setattr(worker_b._head, "seq", counting)
+    early = time.monotonic()
+    worker_b.ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))  # catches up after `early`
+    probes.clear()
+    queued = worker_b.ingest_queued(transform([PAGEVIEWS], DatasetSpec(REPORT)),
+                                    asked_at=early)
+    assert queued is not None and probes == []  # served by the catch-up made since
+    queued[1].result(timeout=10)
+
+    worker_a.ingest(transform([PAGEVIEWS, CUSTOMERS], DatasetSpec(REPORT)))
+    late = time.monotonic()  # arrived after A's commit was acknowledged
+    queued = worker_b.ingest_queued(
+        transform([DatasetSpec(REPORT)], DatasetSpec(DatasetRef("file", "/home/ann/x.csv"))),
+        asked_at=late)
+    assert queued is not None and probes == [1]
+    queued[1].result(timeout=10)
+    assert "PII" in worker_b.classification(REPORT).tags
