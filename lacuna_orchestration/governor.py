@@ -24,8 +24,9 @@ does not hold.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import queue
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -81,6 +82,7 @@ __all__ = ["Governor", "IngestResult"]
 DECIDED_CACHE = 4096
 COMMIT_BATCH = 1000  # audit records per group commit at most
 QUEUED_LINGER_S = 0.05  # how long a queued-only write may wait for a waiting caller to carry it
+INTAKE_BATCH = 256  # events submit_ingest's thread takes at once (one catch-up for all)
 CATCH_UP_LIMIT = 20_000  # records behind the chain head: beyond this, reload the whole graph
 OWN_RECORDS = 100_000  # ids of this governor's records not yet read back while catching up
 UPSTREAM_DEPTH = 10  # levels of lineage put into a policy's input document ...
@@ -138,7 +140,10 @@ class Governor:
         self._decided: OrderedDict[tuple[str, str, str], Decision] = OrderedDict()
         # per dataset with declared column labels: the node object last classified with them
         self._labelled: dict[str, tuple[DatasetNode, dict[str, Any]]] = {}
-        self._caught_up_at = float("-inf")  # monotonic start of the last complete catch-up
+        self._intake: queue.SimpleQueue[Any] | None = None  # submit_ingest's thread's inbox
+        self._intake_thread: threading.Thread | None = None
+        self._intake_lock = threading.Lock()
+        self._closing = False
         self._own: OrderedDict[str, None] = OrderedDict()  # ids of records this governor wrote
         self._feed_lock = threading.Lock()  # _own and _applied_seq: the committer moves them too
         self._generation = 0  # bumped by every reload (see _committed)
@@ -162,6 +167,13 @@ class Governor:
 
     def close(self) -> None:
         """Commit what is queued (graceful shutdown drains the audit batches), then let go."""
+        with self._intake_lock:
+            self._closing = True
+            inbox, self._intake = self._intake, None
+        if inbox is not None:
+            inbox.put(None)  # the intake takes what was submitted before, then stops
+            if self._intake_thread is not None:
+                self._intake_thread.join()
         self._committer.close()
         self._head.close()
         close = getattr(self.decider.engine, "close", None)
@@ -204,37 +216,67 @@ class Governor:
             return result
         return dataclasses.replace(result, audit=tuple(self._wait(pending)))
 
-    def ingest_queued(
-        self, event: Any, *, via: str = "api", actor: str | None = None, block: bool = True,
-        asked_at: float | None = None,
-    ) -> tuple[IngestResult, Future[list[AuditRecord]]] | None:
-        """:meth:`ingest` for an asynchronous caller (the HTTP service's event loop): the
-        in-memory work is done and the writes are queued for the writer thread, which commits
-        them at once with whatever else is queued; the returned future gives the committed
-        audit records. Nothing is acknowledged before the future resolves — await it (e.g.
-        ``asyncio.wrap_future``) before answering. A failed commit fails the future with
-        ``StoreError`` and marks the graph for a reload before the next call.
+    def submit_ingest(
+        self, event: Any, *, via: str = "api", actor: str | None = None
+    ) -> Future[IngestResult]:
+        """:meth:`ingest` for an asynchronous caller (the HTTP service's event loop): the event
+        is parsed here (``IngestError`` at once) and handed to the governor's intake thread;
+        the future gives the result, its audit records committed, or the ``StoreError``.
+        Nothing is acknowledged before it resolves.
 
-        No thread per waiting request and no hand-off between them: under load the writer
-        commits one batch while the next fills.
-
-        ``block=False`` returns None instead of waiting when another thread holds the
-        governor (a long read): an event loop must not stall on it, and can retry in a
-        worker thread. ``asked_at``: when the request arrived (``time.monotonic()``), so a
-        catch-up made since serves it (see ``_ensure_graph``).
+        The intake thread takes every event waiting at once as one batch: one catch-up with
+        the store for the whole batch (it starts after each of them was submitted, so each
+        sees every commit acknowledged before it), then each event in order, its writes
+        queued for the writer thread, which commits them at once with whatever else is
+        queued. The event loop never waits on the database, and requests that arrive
+        together share the catch-up and the commit.
         """
         parsed = parse_event(event)
-        if not self._lock.acquire(blocking=block):
-            return None
-        try:
-            self._ensure_graph(asked_at)
+        done: Future[IngestResult] = Future()
+        with self._intake_lock:
+            if self._intake is None:
+                if self._closing:
+                    raise StoreError("the governor is closed; events can no longer be ingested")
+                self._intake = queue.SimpleQueue()
+                self._intake_thread = threading.Thread(
+                    target=self._run_intake, args=(self._intake,), name="lacuna-intake",
+                    daemon=True)
+                self._intake_thread.start()
+            self._intake.put((parsed, via, actor, done))
+        return done
+
+    def _run_intake(self, inbox: queue.SimpleQueue[Any]) -> None:
+        while True:
+            batch = [inbox.get()]
+            while len(batch) < INTAKE_BATCH:
+                try:
+                    batch.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in batch)
+            self._ingest_batch([item for item in batch if item is not None])
+            if stop:
+                return
+
+    def _ingest_batch(self, batch: Sequence[tuple[LineageEvent, str, str | None,
+                                                   Future[IngestResult]]]) -> None:
+        if not batch:
+            return
+        with self._lock:
             try:
-                return self._ingest_locked(parsed, via, actor, eager=True)
-            except BaseException:
-                self._restore_graph()
-                raise
-        finally:
-            self._lock.release()
+                self._ensure_graph()
+            except BaseException as err:  # noqa: BLE001 - handed to every waiting request
+                for *_, done in batch:
+                    done.set_exception(err)
+                return
+            for parsed, via, actor, done in batch:
+                try:
+                    result, pending = self._ingest_locked(parsed, via, actor, eager=True)
+                except BaseException as err:  # noqa: BLE001 - this request's answer
+                    self._restore_graph()
+                    done.set_exception(err)
+                    continue
+                pending.add_done_callback(functools.partial(_settle, result, done))
 
     def ingest_many(
         self, events: Sequence[Any], *, via: str = "api",
@@ -377,17 +419,12 @@ class Governor:
         ``StoreError`` if a commit failed since the last flush."""
         self._committer.flush()
 
-    def _ensure_graph(self, asked_at: float | None = None) -> None:
+    def _ensure_graph(self) -> None:
         """Make the in-memory graph hold what the store holds before it is used: reload it
-        after a failure, else catch up with what other processes committed since.
-
-        ``asked_at`` (``time.monotonic()`` when the caller's question arrived): a catch-up
-        that started after it already saw every commit acknowledged before the question,
-        so it need not probe again. Under load the service's queued requests share one
-        catch-up this way instead of one each."""
+        after a failure, else catch up with what other processes committed since."""
         if self._graph_stale:
             self._reload_graph()
-        elif asked_at is None or self._caught_up_at < asked_at:
+        else:
             self._catch_up()
 
     def refresh(self) -> None:
@@ -415,7 +452,6 @@ class Governor:
     def _reload_graph(self) -> None:
         # The head first: whatever commits while the catalog loads is caught up with later
         # (reloading a dataset twice is harmless; missing one is not).
-        started = time.monotonic()
         seq = self.audit.head().seq
         graph = self.catalog.load(LineageGraph())
         with self._feed_lock:
@@ -427,7 +463,6 @@ class Governor:
         self.graph = graph
         self._labelled.clear()  # it names nodes of the graph just replaced
         self._graph_stale = False
-        self._caught_up_at = started
 
     def _restore_graph(self) -> None:
         """Put back the graph the store holds (ingest changes it in place before writing);
@@ -447,12 +482,10 @@ class Governor:
         when nothing changed; otherwise the datasets the new records name are reloaded with
         their incoming edges and propagated — the cost of what changed, not of the graph.
         """
-        started = time.monotonic()
         head = self._head.seq()
         with self._feed_lock:
             applied = self._applied_seq
         if head <= applied:
-            self._caught_up_at = started
             return
         if head - applied > CATCH_UP_LIMIT:
             self._reload_graph()
@@ -470,7 +503,6 @@ class Governor:
             self.graph.propagate(found)
         with self._feed_lock:
             self._applied_seq = max(self._applied_seq, last)
-        self._caught_up_at = started
 
     def _apply(self, ev: LineageEvent) -> list[str]:
         """Update nodes and edges from the event; return the keys that need recomputing."""
@@ -820,6 +852,16 @@ class Governor:
                 "(LACUNA_CHECKPOINT_KEY_FILE); `lacuna audit keygen PATH` makes one"
             )
         return write_checkpoint(self.audit, self.checkpoints, force=force)
+
+
+def _settle(result: IngestResult, done: Future[IngestResult],
+            pending: Future[list[AuditRecord]]) -> None:
+    """``submit_ingest``'s answer once the event's writes committed (or failed)."""
+    err = pending.exception()
+    if err is not None:
+        done.set_exception(err)
+    else:
+        done.set_result(dataclasses.replace(result, audit=tuple(pending.result())))
 
 
 def _keys_named(action: str, resource: str, details: str) -> list[str]:

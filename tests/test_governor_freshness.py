@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lacuna_orchestration import governor as governor_module
+from lacuna_orchestration.errors import StoreError
 from lacuna_orchestration.governor import Governor
 from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.model import DatasetRef, Operation, OperationKind, Tier
@@ -223,13 +224,11 @@ def test_only_a_step_start_is_queued_without_waiting() -> None:
     assert waits_for_commit({"eventType": None}) and waits_for_commit({})
 
 
-def test_queued_requests_share_a_catch_up_that_started_after_they_arrived(
+def test_events_submitted_together_share_one_catch_up_and_see_earlier_commits(
         open_governor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service passes each request's arrival time: a catch-up that started after it
-    saw every commit acknowledged before the request, so the request skips its own probe —
-    but a request that arrived after another governor's commit always looks."""
-    import time
-
+    """``submit_ingest`` (the service's path): events waiting together are one batch with one
+    catch-up — made after each was submitted, so each sees every commit acknowledged before
+    it — and each answer carries its committed audit records."""
     worker_a, worker_b = open_governor(), open_governor()
     probes: list[int] = []
     real = worker_b._head.seq
@@ -239,19 +238,22 @@ def test_queued_requests_share_a_catch_up_that_started_after_they_arrived(
         return real()
 
     monkeypatch.setattr(worker_b._head, "seq", counting)
-    early = time.monotonic()
-    worker_b.ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))  # catches up after `early`
+    worker_b.ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))
+    worker_a.ingest(transform([PAGEVIEWS, CUSTOMERS], DatasetSpec(REPORT)))  # acknowledged
     probes.clear()
-    queued = worker_b.ingest_queued(transform([PAGEVIEWS], DatasetSpec(REPORT)),
-                                    asked_at=early)
-    assert queued is not None and probes == []  # served by the catch-up made since
-    queued[1].result(timeout=10)
-
-    worker_a.ingest(transform([PAGEVIEWS, CUSTOMERS], DatasetSpec(REPORT)))
-    late = time.monotonic()  # arrived after A's commit was acknowledged
-    queued = worker_b.ingest_queued(
-        transform([DatasetSpec(REPORT)], DatasetSpec(DatasetRef("file", "/home/ann/x.csv"))),
-        asked_at=late)
-    assert queued is not None and probes == [1]
-    queued[1].result(timeout=10)
+    export = DatasetSpec(DatasetRef("file", "/home/ann/Downloads/weekly.csv"))
+    with worker_b._lock:  # hold the intake until all are submitted: they wait together
+        futures = [worker_b.submit_ingest(build_run_event(
+            job=("etl", "export"), event_type="COMPLETE", inputs=[DatasetSpec(REPORT)],
+            outputs=[export], operation="export", run_id=str(uuid.uuid4())))
+            for _ in range(5)]
+    results = [f.result(timeout=10) for f in futures]
+    # the intake may take the first event before the rest arrive; the others then wait for
+    # the lock together: at most two batches, one catch-up each
+    assert 1 <= len(probes) <= 2
+    assert all(r.audit and r.audit[0].seq > 0 for r in results)
+    assert all(not r.allowed for r in results), "decided on the graph from before A's event"
     assert "PII" in worker_b.classification(REPORT).tags
+    worker_b.close()
+    with pytest.raises(StoreError):
+        worker_b.submit_ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))

@@ -14,8 +14,6 @@ field). Valid batches are then ingested in order; if the database fails midway t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import time
 from typing import Any
 
 import orjson
@@ -25,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 from lacuna_orchestration.errors import IngestError, StoreError
 from lacuna_orchestration.governor import Governor, IngestResult
 from lacuna_orchestration.lineage.openlineage import LineageEvent, parse_event
-from lacuna_orchestration.model import AuditRecord
 from lacuna_orchestration.server.body import JSON_TYPES, NDJSON_TYPES, read_body
 from lacuna_orchestration.server.deps import AppState, Caller, app_state
 from lacuna_orchestration.server.errors import ApiError, error_body, field_of
@@ -103,7 +100,6 @@ def _fresh_denials(result: IngestResult) -> list[Any]:
 @router.post("", status_code=201, response_model=IngestResponse, responses=_ERRORS,
              summary="Ingest one OpenLineage event (RunEvent, DatasetEvent or JobEvent)")
 async def post_lineage(request: Request, who: Caller.LINEAGE_WRITE) -> JSON:
-    asked_at = time.monotonic()  # commits acknowledged before this are what it must see
     state: AppState = app_state(request)
     raw = await read_body(request, state.settings.max_body_bytes, JSON_TYPES)
     event = _load_json(raw)
@@ -117,21 +113,10 @@ async def post_lineage(request: Request, who: Caller.LINEAGE_WRITE) -> JSON:
     gov = state.governors.cached(who.tenant)
     if gov is None:
         gov = await run_in_threadpool(state.governors.get, who.tenant)
-    # In the event loop: the in-memory work is short and CPU-bound, and the commit is the
-    # writer thread's (group commit); no worker thread per request and no hand-offs.
-    # Let the other requests that are ready take their arrival time first: the catch-up the
-    # next of them makes then serves all of them (each would otherwise probe the store).
-    await asyncio.sleep(0)
-    queued = gov.ingest_queued(parsed, via=who.via, actor=actor, block=False,
-                               asked_at=asked_at)
-    if queued is None:  # a long read holds the governor: wait for it off the event loop
-        queued = await run_in_threadpool(gov.ingest_queued, parsed, via=who.via, actor=actor,
-                                         asked_at=asked_at)
-    if queued is None:  # block=True always answers; this keeps the type checker honest
-        raise StoreError("the governor did not take the event; retry")
-    result, pending = queued
-    committed: list[AuditRecord] = await asyncio.wrap_future(pending)
-    result = dataclasses.replace(result, audit=tuple(committed))
+    # The governor's intake thread does the work and the writer thread the commit; the event
+    # loop only waits (requests arriving together share one catch-up and one commit).
+    result: IngestResult = await asyncio.wrap_future(
+        gov.submit_ingest(parsed, via=who.via, actor=actor))
     state.alert_denials(_fresh_denials(result), tenant=who.tenant, actor=actor)
     return JSON(ingest_body(result), status_code=201)
 
