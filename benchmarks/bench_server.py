@@ -3,7 +3,7 @@
 Setup: a fresh PostgreSQL schema, migrated; the service started the way ``lacuna serve
 --workers 2`` starts it (uvicorn, two worker processes, settings handed over in
 ``LACUNA_SERVER_SNAPSHOT``); a loopback load generator in this process — for each level of
-``--concurrency`` (default 2 then 8), that many threads, each with one keep-alive connection,
+``--concurrency`` (default 2, 8, then 32), that many threads, each with one keep-alive connection,
 post pre-built RunEvents (COMPLETE, one input and one output out of a pool of 200 datasets with
 schema facets) for ``--seconds`` after a warm-up. Every 201 means the event's catalog rows and
 audit records were committed. The light level shows latency, the heavy one throughput.
@@ -14,7 +14,7 @@ the acknowledged events (nothing acknowledged may be missing).
 Baseline, same run: ``Governor.ingest`` called in process, one thread, on the same database —
 what the same work costs without HTTP, auth and the second process.
 
-    python benchmarks/bench_server.py                 # 20 s at 2 and at 8 connections
+    python benchmarks/bench_server.py                 # 20 s at 2, 8 and 32 connections
     python benchmarks/bench_server.py --seconds 5 --concurrency 4
 """
 
@@ -218,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--concurrency", default="2,8",
+    parser.add_argument("--concurrency", default="2,8,32",
                         help="comma-separated connection counts, one measured phase each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-seconds", type=float, default=8.0)
