@@ -256,6 +256,9 @@ class Governor:
             stop = any(item is None for item in batch)
             self._ingest_batch([item for item in batch if item is not None])
             if stop:
+                release = getattr(self.decider.engine, "release_thread", None)
+                if callable(release):
+                    release()  # this thread's policy VM, dropped where it was made
                 return
 
     def _ingest_batch(self, batch: Sequence[tuple[LineageEvent, str, str | None,

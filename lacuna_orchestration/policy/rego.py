@@ -557,6 +557,12 @@ class EmbeddedRegoEngine(PolicyEngine):
         """Run the folder's Rego unit tests as they are on disk now."""
         return run_rego_tests(self._root)
 
+    def release_thread(self) -> None:
+        """Drop the calling thread's VM and interpreter, in that thread: for a thread that
+        is about to end (regorus objects must be dropped on the thread that made them; left
+        to the garbage collector they may be dropped elsewhere, which regorus reports)."""
+        self._local.__dict__.pop("state", None)
+
     def close(self) -> None:
         # Per-thread VMs are left to die with their threads: regorus objects must be dropped on
         # the thread that made them, so clearing them here (often another thread) would panic.

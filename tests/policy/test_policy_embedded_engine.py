@@ -142,6 +142,27 @@ def test_threads_each_get_their_own_vm(embedded: EmbeddedRegoEngine) -> None:
     assert len(names) > 1
 
 
+def test_a_thread_releases_its_own_vm_and_can_evaluate_again(
+        embedded: EmbeddedRegoEngine) -> None:
+    """A thread about to end drops its VM itself (regorus objects must die where they were
+    made); the same thread evaluating later simply builds a new one."""
+    doc, _ = scenario()
+    seen: list[bool] = []  # whether the thread holds a VM (never the VM: it must die there)
+
+    def work() -> None:
+        first = embedded.evaluate(doc)
+        seen.append(getattr(embedded._local, "state", None) is not None)
+        embedded.release_thread()
+        seen.append(getattr(embedded._local, "state", None) is not None)
+        assert embedded.evaluate(doc) == first
+        embedded.release_thread()  # as a thread about to end does: nothing left to drop
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [True, False]
+
+
 def _tiny_bundle(root: Path, decisions_rule: str) -> Path:
     root.mkdir()
     (root / "lacuna.rego").write_text("package lacuna\n\n" + decisions_rule, encoding="utf-8")
