@@ -254,7 +254,13 @@ class Governor:
                 except queue.Empty:
                     break
             stop = any(item is None for item in batch)
-            self._ingest_batch([item for item in batch if item is not None])
+            events = [item for item in batch if item is not None]
+            try:
+                self._ingest_batch(events)
+            except BaseException as err:  # noqa: BLE001 - the thread must outlive any batch
+                for *_, done in events:
+                    if not done.done():
+                        done.set_exception(err)
             if stop:
                 release = getattr(self.decider.engine, "release_thread", None)
                 if callable(release):
@@ -263,9 +269,12 @@ class Governor:
 
     def _ingest_batch(self, batch: Sequence[tuple[LineageEvent, str, str | None,
                                                    Future[IngestResult]]]) -> None:
-        if not batch:
-            return
         with self._lock:
+            # A request whose caller gave up (its future cancelled) before its turn is not
+            # ingested; from here on the others can no longer be cancelled.
+            batch = [item for item in batch if item[-1].set_running_or_notify_cancel()]
+            if not batch:
+                return
             try:
                 self._ensure_graph()
             except BaseException as err:  # noqa: BLE001 - handed to every waiting request

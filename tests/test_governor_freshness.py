@@ -257,3 +257,21 @@ def test_events_submitted_together_share_one_catch_up_and_see_earlier_commits(
     worker_b.close()
     with pytest.raises(StoreError):
         worker_b.submit_ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))
+
+
+def test_a_request_given_up_before_its_turn_is_not_ingested_and_the_intake_lives_on(
+        open_governor) -> None:
+    """A client that disconnects cancels its future: the event is skipped (it was never
+    acknowledged) and the intake thread keeps serving the others."""
+    worker = open_governor()
+    worker.ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))
+    gone, kept = transform([PAGEVIEWS], DatasetSpec(REPORT)), transform([PAGEVIEWS],
+                                                                        DatasetSpec(REPORT))
+    with worker._lock:  # the intake waits for the lock: both are still queued
+        abandoned = worker.submit_ingest(gone)
+        waited = worker.submit_ingest(kept)
+        assert abandoned.cancel()
+    assert waited.result(timeout=10).audit
+    assert list(worker.audit.records(run_id=gone["run"]["runId"])) == []
+    again = worker.submit_ingest(transform([PAGEVIEWS], DatasetSpec(REPORT)))
+    assert again.result(timeout=10).audit
