@@ -17,7 +17,7 @@ documents from the Rego test grid).
 A second table compares engines on the seed input, answers included: regorus VM, regorus
 interpreter, and regopy (rego-cpp) with a prebuilt bundle, when installed.
 
-    python benchmarks/bench_policy.py            # 20,000 evaluations per run, 5 runs
+    python benchmarks/bench_policy.py            # 20,000 evaluations per run, 3 runs
     python benchmarks/bench_policy.py --quick    # 2,000 evaluations, 2 runs
 """
 
@@ -251,7 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n, runs, seconds = (2_000, 2, 0.5) if args.quick else (20_000, 5, 2.0)
+    n, runs, seconds = (2_000, 2, 0.5) if args.quick else (20_000, 3, 2.0)
 
     paths = bench_paths(n, runs)
     engines = bench_engines(seconds)

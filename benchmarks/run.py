@@ -226,7 +226,7 @@ BENCHES: tuple[Bench, ...] = (
           full=("--quick",), quick=None, skip_reason=f"runs Dagster materializations; {SLOW}",
           timeout_s=300),
     Bench("dbt", "bench_dbt.py", ("dbt: added wall time per build",),
-          full=("--rounds", "1"), quick=None,
+          full=("--rounds", "1", "--models", "120"), quick=None,
           skip_reason=f"runs dbt builds; {SLOW}", timeout_s=300),
     Bench("airflow", "bench_airflow.py",
           ("Airflow: listener + gate per task (hooks, p95)",
