@@ -506,36 +506,30 @@ class HeadProbe:
         )
 
     def seq(self) -> int:
-        try:
-            conn = self._connection()
-            cursor = conn.cursor()
-            try:
-                row = cursor.execute(self._sql, (self._store.tenant,)).fetchone()
-            finally:
-                cursor.close()
-        except _driver_errors() as err:
-            self.close()
-            self._store._fail("read the audit chain head", err)
-        return int(row[0]) if row else 0
+        rows = self._fetch(self._sql, (self._store.tenant,), "read the audit chain head")
+        return int(rows[0][0]) if rows else 0
 
     def feed(self, after_seq: int, through_seq: int) -> list[tuple[int, str, str, str, str]]:
         """``(seq, record_id, action, resource, details JSON text)`` of the records in
         ``(after_seq, through_seq]``, in order: what catching up needs to know of each record,
         in one round trip on this connection (no full records decoded)."""
+        rows = self._fetch(self._feed_sql, (self._store.tenant, after_seq, through_seq),
+                           "read the audit chain")
+        return [(int(seq), str(rid), str(action), str(resource), str(details))
+                for seq, rid, action, resource, details in rows]
+
+    def _fetch(self, sql: str, params: tuple[Any, ...], what: str) -> list[Any]:
+        """All rows of ``sql`` on the probe's connection; a failed read drops the connection
+        (the next call reconnects) and raises ``StoreError`` saying ``what`` failed."""
         try:
-            conn = self._connection()
-            cursor = conn.cursor()
+            cursor = self._connection().cursor()
             try:
-                rows = cursor.execute(
-                    self._feed_sql, (self._store.tenant, after_seq, through_seq)
-                ).fetchall()
+                return list(cursor.execute(sql, params).fetchall())
             finally:
                 cursor.close()
         except _driver_errors() as err:
             self.close()
-            self._store._fail("read the audit chain", err)
-        return [(int(seq), str(rid), str(action), str(resource), str(details))
-                for seq, rid, action, resource, details in rows]
+            self._store._fail(what, err)
 
     def _connection(self) -> Any:
         if self._raw is None:
