@@ -144,15 +144,6 @@ def _erfc_abs(z: np.ndarray, t: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return z
 
 
-def _erf_polynomial(x: np.ndarray) -> np.ndarray:
-    """erf of a float32 array, by the approximation GELU uses (tests hold it to scipy's)."""
-    x = np.asarray(x, dtype=np.float32)
-    z = np.abs(x)
-    _erfc_abs(z, np.empty_like(z), np.empty_like(z))
-    np.subtract(np.float32(1.0), z, out=z)
-    return np.copysign(z, x, out=z)
-
-
 class NumpyMiniLMEncoder:
     """:class:`~lacuna_orchestration.classify.embeddings.Encoder` for a local BERT
     sentence-transformer folder (default: the bundled all-MiniLM-L6-v2), without torch."""
