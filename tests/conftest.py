@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -89,3 +90,16 @@ def store(engine: Engine) -> AuditStore:
     audit = AuditStore(engine)
     audit.create_schema()
     return audit
+
+
+def count_commits(gov: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of audit records of every transaction the governor commits from now on."""
+    commits: list[int] = []
+    real = gov.audit.append_prepared
+
+    def counting(items: Any, also: Any = ()) -> Any:
+        commits.append(len(items))
+        return real(items, also)
+
+    monkeypatch.setattr(gov.audit, "append_prepared", counting)
+    return commits

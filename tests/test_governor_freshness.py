@@ -18,7 +18,7 @@ from lacuna_orchestration.governor import Governor
 from lacuna_orchestration.lineage.events import DatasetSpec, build_run_event
 from lacuna_orchestration.model import DatasetRef, Operation, OperationKind, Tier
 from lacuna_orchestration.settings import Settings
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, count_commits
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = DatasetRef("analytics", "weekly_report")
@@ -46,19 +46,6 @@ def open_governor(backend: str, request: pytest.FixtureRequest) -> Iterator[Call
     yield make
     for gov in opened:
         gov.close()
-
-
-def count_commits(gov: Governor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of audit records of every transaction the governor commits from now on."""
-    commits: list[int] = []
-    real = gov.audit.append_prepared
-
-    def counting(items: Any, also: Any = ()) -> Any:
-        commits.append(len(items))
-        return real(items, also)
-
-    monkeypatch.setattr(gov.audit, "append_prepared", counting)
-    return commits
 
 
 def transform(inputs: list[DatasetSpec], output: DatasetSpec) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from server_helpers import (
 )
 
 from lacuna_orchestration.model import format_timestamp, utcnow
+from tests.conftest import count_commits
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -233,7 +234,8 @@ def test_database_down_is_503_not_500(pg_settings, pg_schema) -> None:
             admin.dispose()
 
 
-def test_concurrent_posts_are_group_committed_on_postgres(pg_settings) -> None:
+def test_concurrent_posts_are_group_committed_on_postgres(
+        pg_settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Many producers at once: every 201 is a committed event (its record is in the chain the
     moment the answer arrives), commits carry several events each, and the chain verifies."""
     import threading
@@ -242,15 +244,7 @@ def test_concurrent_posts_are_group_committed_on_postgres(pg_settings) -> None:
     app = app_for(pg_settings)
     with running_server(app) as (url, _server):
         gov = app.state.lacuna.governors.get("default")
-        commits: list[int] = []
-        store = gov.audit
-        original = store.append_prepared
-
-        def counting(items, also=()):  # type: ignore[no-untyped-def]
-            commits.append(len(items))
-            return original(items, also)
-
-        store.append_prepared = counting  # type: ignore[method-assign]
+        commits = count_commits(gov, monkeypatch)
         acknowledged: list[str] = []
         problems: list[str] = []
 
