@@ -91,20 +91,50 @@ def _upsert(dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str
     )
 
 
-_UPSERTS: dict[str, tuple[Any, Any]] = {}
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    """A statement compiled once to the driver's own SQL, run on the DB-API cursor."""
+
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in order (qmark drivers), None: named
+
+    def run(self, cursor: Any, rows: Iterable[dict[str, Any]]) -> None:
+        order = self.order
+        if order is None:
+            cursor.executemany(self.sql, list(rows))
+        else:
+            cursor.executemany(self.sql, [tuple(row[k] for k in order) for row in rows])
 
 
-def _upserts(engine: Engine) -> tuple[Any, Any]:
-    """The dataset and edge upserts for the engine's dialect, built once: building one
-    (``excluded`` proxies every column) cost more than executing it."""
-    dialect = engine.dialect.name
-    if dialect not in _UPSERTS:
-        _UPSERTS[dialect] = (
-            _upsert(dialect, datasets_table, ("tenant", "key"), ("tier", "document", "updated_at")),
-            _upsert(dialect, edges_table, ("tenant", "src", "dst"),
-                    ("operation", "job", "updated_at")),
+_WRITES: dict[str, tuple[_DriverStatement, _DriverStatement, _DriverStatement]] = {}
+
+_DATASET_KEYS = ("tenant", "key", "namespace", "name", "tier", "document", "updated_at")
+_EDGE_KEYS = ("tenant", "src", "dst", "operation", "job", "updated_at")
+_DECISION_KEYS = ("tenant", "decision_id", "run_id", "allow", "action", "source",
+                  "destination", "policy_id", "document", "decided_at")
+
+
+def _writes(engine: Engine) -> tuple[_DriverStatement, _DriverStatement, _DriverStatement]:
+    """The decision insert and the dataset and edge upserts for the engine's dialect,
+    compiled once to driver SQL: a group commit's few rows cost less than SQLAlchemy's
+    per-execution work (cache key, execution context, result) — measured, about a third
+    of a small commit on SQLite."""
+    dialect = engine.dialect
+    if dialect.name not in _WRITES:
+
+        def compiled(statement: Any, keys: tuple[str, ...]) -> _DriverStatement:
+            done = statement.compile(dialect=dialect, column_keys=list(keys))
+            order = tuple(done.positiontup) if done.positional else None  # type: ignore[arg-type]
+            return _DriverStatement(str(done), order)
+
+        _WRITES[dialect.name] = (
+            compiled(decisions_table.insert(), _DECISION_KEYS),
+            compiled(_upsert(dialect.name, datasets_table, ("tenant", "key"),
+                             ("tier", "document", "updated_at")), _DATASET_KEYS),
+            compiled(_upsert(dialect.name, edges_table, ("tenant", "src", "dst"),
+                             ("operation", "job", "updated_at")), _EDGE_KEYS),
         )
-    return _UPSERTS[dialect]
+    return _WRITES[dialect.name]
 
 
 def _fail(engine: Engine, what: str, err: SQLAlchemyError) -> StoreError:
@@ -137,13 +167,17 @@ class CatalogChanges:
         datasets = {(r["tenant"], r["key"]): r for c in changes for r in c.datasets}
         edges = {(r["tenant"], r["src"], r["dst"]): r for c in changes for r in c.edges}
         decisions = [r for c in changes for r in c.decisions]
-        upsert_datasets, upsert_edges = _upserts(changes[0].engine)
-        if decisions:
-            conn.execute(decisions_table.insert(), decisions)
-        if datasets:
-            conn.execute(upsert_datasets, list(datasets.values()))
-        if edges:
-            conn.execute(upsert_edges, list(edges.values()))
+        insert_decisions, upsert_datasets, upsert_edges = _writes(changes[0].engine)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if decisions:
+                insert_decisions.run(cursor, decisions)
+            if datasets:
+                upsert_datasets.run(cursor, datasets.values())
+            if edges:
+                upsert_edges.run(cursor, edges.values())
+        finally:
+            cursor.close()
 
 
 class CatalogStore:

@@ -30,6 +30,14 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine; None for an in-memory or URI database."""
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
 def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine ready for concurrent appends; create the SQLite folder if needed."""
     url = normalize_url(url)
@@ -68,7 +76,10 @@ def reading(engine: Engine) -> Connection:
 
 def _sqlite_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get(READ_ONLY, False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    # on the driver's connection: the hot commit path skips SQLAlchemy's execution context
+    conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+        "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -189,7 +189,8 @@ class Governor:
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(
-        self, event: Any, *, via: str = "api", actor: str | None = None, durable: bool = True
+        self, event: Any, *, via: str = "api", actor: str | None = None, durable: bool = True,
+        synced: bool = True,
     ) -> IngestResult:
         """Take one OpenLineage event (dict, JSON text or openlineage-python object).
 
@@ -203,18 +204,27 @@ class Governor:
         (milliseconds later; see :meth:`flush`): for an orchestrator's START events, whose
         COMPLETE follows through the same queue and is waited for. ``IngestResult.audit`` is
         then empty — unless the event was denied: a denial is always committed first.
+
+        ``synced=False`` (a durable call) returns once the commit is made, before it is on
+        disk: it survives a crash of this process at once and a power loss once the
+        committer synced it, within ``QUEUED_LINGER_S`` (SQLite; a PostgreSQL commit is
+        always synced) — for an orchestrator's step, which should not wait for the disk.
+        A denial is synced before it is returned.
         """
         parsed = parse_event(event)
         with self._lock:
             self._ensure_graph()
             try:
-                result, pending = self._ingest_locked(parsed, via, actor, quiet=not durable)
+                result, pending = self._ingest_locked(
+                    parsed, via, actor, quiet=not durable, synced=synced
+                )
             except BaseException:
                 self._restore_graph()
                 raise
         if not durable and result.allowed:  # a denial is durable before anyone hears of it
             return result
-        return dataclasses.replace(result, audit=tuple(self._wait(pending)))
+        audit = self._wait(pending, synced=synced or not result.allowed)
+        return dataclasses.replace(result, audit=tuple(audit))
 
     def submit_ingest(
         self, event: Any, *, via: str = "api", actor: str | None = None
@@ -325,7 +335,7 @@ class Governor:
 
     def _ingest_locked(
         self, parsed: LineageEvent, via: str, actor: str | None, *, quiet: bool = False,
-        eager: bool = False,
+        eager: bool = False, synced: bool = True,
     ) -> tuple[IngestResult, Future[list[AuditRecord]]]:
         touched = self._apply(parsed)
         updated = self.graph.propagate(touched)
@@ -362,7 +372,7 @@ class Governor:
             (e for k in keys for e in self.graph.in_edges(k)),
             [d for _, d in fresh],
             parsed.run_id,
-        ), quiet=quiet, eager=eager)
+        ), quiet=quiet, eager=eager, synced=synced)
         # Remembered now, in commit order: a failed commit forgets every remembered decision.
         for key, decision in fresh:
             self._remember(key, decision)
@@ -371,15 +381,17 @@ class Governor:
 
     def _submit(
         self, records: Sequence[AuditRecord], step: Callable[[Any], None] | None = None,
-        *, quiet: bool = False, eager: bool = False,
+        *, quiet: bool = False, eager: bool = False, synced: bool = True,
     ) -> Future[list[AuditRecord]]:
         """Queue records (and the catalog rows in ``step``) for the next group commit.
         Called under the lock, so queue order is the order the graph changed in.
         ``quiet``: a non-durable call's write, which a later durable call usually carries
-        (see ``AuditBatcher.submit_unit``); ``eager``: the writer thread commits it at once
-        for a caller that awaits the future."""
+        (see ``AuditBatcher.submit_unit``; nobody waits for it, so its commit need not
+        wait for the disk); ``eager``: the writer thread commits it at once for a caller
+        that awaits the future; ``synced=False``: its commit need not wait for the disk."""
         pending = self._committer.submit_unit(
-            records, [step] if step is not None else [], quiet=quiet, eager=eager
+            records, [step] if step is not None else [], quiet=quiet, eager=eager,
+            synced=synced and not quiet,
         )
         with self._feed_lock:
             for record in records:  # catching up skips what this governor wrote itself
@@ -406,11 +418,14 @@ class Governor:
                 for record in linked:
                     self._own.pop(record.record_id, None)
 
-    def _wait(self, pending: Future[list[AuditRecord]]) -> list[AuditRecord]:
-        """The committed records; after a failed commit, the graph is reloaded from the store
-        before the error reaches the caller (memory holds what the store holds)."""
+    def _wait(
+        self, pending: Future[list[AuditRecord]], *, synced: bool = True
+    ) -> list[AuditRecord]:
+        """The committed records (``synced``: on disk); after a failed commit, the graph is
+        reloaded from the store before the error reaches the caller (memory holds what the
+        store holds)."""
         try:
-            self._committer.commit_through(pending)
+            self._committer.commit_through(pending, synced=synced)
             return pending.result()
         except BaseException:
             with self._lock:

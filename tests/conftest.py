@@ -97,9 +97,9 @@ def count_commits(gov: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     commits: list[int] = []
     real = gov.audit.append_prepared
 
-    def counting(items: Any, also: Any = ()) -> Any:
+    def counting(items: Any, also: Any = (), **kwargs: Any) -> Any:
         commits.append(len(items))
-        return real(items, also)
+        return real(items, also, **kwargs)
 
     monkeypatch.setattr(gov.audit, "append_prepared", counting)
     return commits

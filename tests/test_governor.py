@@ -274,3 +274,30 @@ def test_repeated_column_labels_classify_once_and_new_labels_reclassify(gov: Gov
     assert calls == [ref.key, ref.key]
     tags = gov.classification(ref).tags
     assert "FINANCIAL" in tags and "PII" not in tags
+
+
+def test_an_unsynced_ingest_commits_now_and_syncs_later_unless_denied(
+    gov: Governor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``synced=False`` (an orchestrator's COMPLETE): the commit is made and readable when
+    ingest returns, the fsync is left to the committer; a denial is synced before it is
+    returned, as every denial is durable before anyone hears of it."""
+    import threading
+
+    syncs: list[str] = []
+    real = gov.audit.sync
+
+    def syncing() -> None:
+        syncs.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(gov.audit, "sync", syncing)
+    results = [gov.ingest(e, via="test", synced=False) for e in parse_events(PIPELINE.read_bytes())]
+    denied = [i for i, r in enumerate(results) if r.denials]
+    assert denied, "the pipeline holds the denied export"
+    allowed = [r for r in results if not r.denials]
+    assert all(r.audit for r in allowed)  # committed: linked records came back
+    assert syncs.count("MainThread") == len(denied)  # only the denials waited for the disk
+    assert gov.audit.count() >= len(results)
+    gov.flush()  # and a flush leaves nothing unsynced
+    assert gov._committer._sync_left() == float("inf")

@@ -185,9 +185,9 @@ def test_writes_queued_across_a_reload_are_caught_up(open_governor,
     gate = threading.Event()
     real = gov.audit.append_prepared
 
-    def held(items: Any, also: Any = ()) -> Any:
+    def held(items: Any, also: Any = (), **kwargs: Any) -> Any:
         gate.wait(10)
-        return real(items, also)
+        return real(items, also, **kwargs)
 
     monkeypatch.setattr(gov.audit, "append_prepared", held)
     gov.ingest(transform([CUSTOMERS], DatasetSpec(REPORT)), durable=False)

@@ -57,6 +57,7 @@ class _Unit:
     future: Future[Any] = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
     eager: bool = False  # commit as soon as the writer is free (an async caller awaits it)
+    synced: bool = True  # acknowledged only once on disk (see submit_unit)
 
 
 class AuditBatcher:
@@ -95,6 +96,9 @@ class AuditBatcher:
         self._failures: list[BaseException] = []
         self._idle = False  # the writer waits for a notify (no timeout): wake it for anything
         self._quiet_seen = float("-inf")  # when the last quiet unit was queued
+        self._relaxed = 0  # commits made without waiting for the disk (see submit_unit)
+        self._synced_through = 0  # how many of them a sync has covered since
+        self._unsynced_since = 0.0  # when the oldest commit still to sync was made
         self._thread = threading.Thread(
             target=self._run, name=f"lacuna-audit-batcher-{store.tenant}", daemon=True
         )
@@ -111,7 +115,7 @@ class AuditBatcher:
 
     def submit_unit(
         self, records: Sequence[AuditRecord], steps: Sequence[TransactionStep] = (),
-        *, quiet: bool = False, eager: bool = False,
+        *, quiet: bool = False, eager: bool = False, synced: bool = True,
     ) -> Future[list[AuditRecord]]:
         """Queue ``records`` and ``steps`` to commit in one transaction, in submission order
         with everything else; the future gives the linked records once committed.
@@ -128,9 +132,15 @@ class AuditBatcher:
         future rather than carry the commit themselves (the async HTTP ingest): classic
         group commit, where the units that arrive during one commit form the next batch.
 
+        ``synced=False``: the future resolves once the unit is committed, before the commit
+        is on disk (``AuditStore.append_prepared``); the writer thread syncs it within
+        ``max_delay_s``, and :meth:`flush` and :meth:`close` before they return. A batch is
+        committed synced when any of its units asks for it.
+
         Records are validated and encoded here (``ValidationError`` in the caller's thread).
         """
-        unit = _Unit([self.store.prepare(r) for r in records], list(steps), eager=eager)
+        unit = _Unit([self.store.prepare(r) for r in records], list(steps), eager=eager,
+                     synced=synced)
         return self._queue(unit, quiet=quiet and not eager)
 
     def _queue(self, unit: _Unit, *, quiet: bool = False) -> Future[Any]:
@@ -173,7 +183,7 @@ class AuditBatcher:
         return len(failed)
 
     def flush(self) -> None:
-        """Commit everything submitted so far and wait for it.
+        """Commit everything submitted so far, on disk, and wait for it.
 
         Raises ``StoreError`` if any batch failed since the previous flush (each failed
         record's future holds the error as well).
@@ -187,6 +197,8 @@ class AuditBatcher:
                     self._progress.wait()
             finally:
                 self._urgent -= 1
+        self._sync_now()
+        with self._mutex:
             failures, self._failures = self._failures, []
         if failures:
             raise StoreError(
@@ -201,6 +213,7 @@ class AuditBatcher:
             self._closed = True
             self._has_work.notify()
         self._thread.join()
+        self._sync_now()
         atexit.unregister(self.close)
 
     @property
@@ -220,9 +233,11 @@ class AuditBatcher:
 
     # -- the writer thread --------------------------------------------------------------
 
-    def commit_through(self, future: Future[Any]) -> None:
+    def commit_through(self, future: Future[Any], *, synced: bool = True) -> None:
         """Commit, in the caller's thread, everything queued up to and including the unit of
-        ``future``, unless it is committed already; then return (``future`` is done).
+        ``future``, unless it is committed already; then return (``future`` is done) —
+        with ``synced``, once that commit is on disk too (a unit queued with
+        ``synced=False`` or a quiet one may have been committed without waiting for it).
 
         Leader/follower group commit for callers that wait anyway: the first waiter writes
         whatever is queued — its own unit and every unit queued before or with it, in queue
@@ -236,6 +251,8 @@ class AuditBatcher:
                 if not batch:
                     break  # not queued here (closed, or taken by a failure): result() tells
                 self._commit(batch)
+        if synced:
+            self._sync_now()
 
     def _run(self) -> None:
         while self._await_work():
@@ -243,6 +260,8 @@ class AuditBatcher:
                 batch = self._take()
                 if batch:
                     self._commit(batch)
+            if self._sync_left() <= 0:
+                self._sync()
 
     def _await_work(self) -> bool:
         """Wait until the oldest queued unit has waited ``max_delay_s`` for the batch to fill
@@ -251,12 +270,16 @@ class AuditBatcher:
         Units that queued up while the previous batch was committing have waited already:
         they go at once (classic group commit), without the delay. With nothing queued the
         writer sleeps until notified — or, while quiet units arrived within the last
-        ``QUIET_WINDOW_S``, polls every ``max_delay_s`` (quiet units do not wake it).
+        ``QUIET_WINDOW_S``, polls every ``max_delay_s`` (quiet units do not wake it). A commit
+        made without waiting for the disk is synced ``max_delay_s`` after it was made.
         """
         with self._mutex:
             if self._pending:
                 return True
             while True:
+                sync_left = self._sync_left()
+                if sync_left <= 0 and not self._closed:  # close() syncs after the last batch
+                    return True
                 if self._pending:
                     if (self._urgent or self._eager or self._closed
                             or len(self._pending) >= self.max_batch):
@@ -264,17 +287,61 @@ class AuditBatcher:
                     left = self._pending[0].queued_at + self.max_delay_s - time.monotonic()
                     if left <= 0:
                         return True
-                    self._has_work.wait(left)
+                    self._has_work.wait(min(left, sync_left))
                 elif self._closed:
                     return False
                 elif time.monotonic() - self._quiet_seen < QUIET_WINDOW_S and self.max_delay_s:
-                    self._has_work.wait(self.max_delay_s)
+                    self._has_work.wait(min(self.max_delay_s, sync_left))
+                elif sync_left != float("inf"):
+                    self._has_work.wait(sync_left)
                 else:
                     self._idle = True
                     try:
                         self._has_work.wait()
                     finally:
                         self._idle = False
+
+    # -- syncing commits made without waiting for the disk ----------------------------------
+
+    def _committed(self, synced: bool) -> None:
+        """Count a commit (under the write lock): a synced one's fsync of the log covers
+        every commit made before it."""
+        with self._mutex:
+            if synced:
+                self._synced_through = self._relaxed
+                return
+            if self._synced_through == self._relaxed:
+                self._unsynced_since = time.monotonic()
+                if self._idle:
+                    self._has_work.notify()  # an untimed sleep would never sync it
+            self._relaxed += 1
+
+    def _sync_left(self) -> float:
+        """Seconds until the oldest commit not on disk is due to be synced (inf: none)."""
+        if self._synced_through == self._relaxed:
+            return float("inf")
+        return self._unsynced_since + self.max_delay_s - time.monotonic()
+
+    def _sync_now(self) -> None:
+        with self._mutex:
+            due = self._synced_through != self._relaxed
+        if due:
+            self._sync()
+
+    def _sync(self) -> None:
+        """fsync the store (no lock held: commits go on meanwhile; those made during the
+        fsync stay due). A failure is reported by the next :meth:`flush`."""
+        with self._mutex:
+            through = self._relaxed
+        try:
+            self.store.sync()
+        except StoreError as err:  # reported by flush()
+            with self._mutex:
+                self._failures.append(err)
+        with self._mutex:
+            self._synced_through = max(self._synced_through, through)
+            if self._synced_through != self._relaxed:
+                self._unsynced_since = time.monotonic()
 
     def _take(self) -> list[_Unit]:
         """The next batch off the queue: whole units, up to ``max_batch`` records."""
@@ -302,11 +369,14 @@ class AuditBatcher:
         live = [u for u in batch if u.future.set_running_or_notify_cancel()]
         if not live:
             return
+        synced = any(u.synced for u in live)
         try:
             linked = self.store.append_prepared(
                 [item for u in live for item in u.records],
                 [step for u in live for step in u.steps],
+                synced=synced,
             )
+            self._committed(synced)
         except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
             with self._mutex:
                 self._failures.append(err)

@@ -75,9 +75,9 @@ def test_batches_respect_max_batch(store: AuditStore) -> None:
     sizes: list[int] = []
     append_prepared = store.append_prepared
 
-    def recording(items, also=()):  # type: ignore[no-untyped-def]
+    def recording(items, also=(), *, synced=True):  # type: ignore[no-untyped-def]
         sizes.append(len(items))
-        return append_prepared(items, also)
+        return append_prepared(items, also, synced=synced)
 
     store.append_prepared = recording  # type: ignore[method-assign]
     with AuditBatcher(store, max_batch=25, max_delay_s=SLOW) as batcher:
@@ -160,9 +160,9 @@ def test_commit_through_writes_the_queue_in_the_callers_thread(store: AuditStore
     threads: list[str] = []
     append_prepared = store.append_prepared
 
-    def recording(items, also=()):  # type: ignore[no-untyped-def]
+    def recording(items, also=(), **kwargs):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        return append_prepared(items, also)
+        return append_prepared(items, also, **kwargs)
 
     store.append_prepared = recording  # type: ignore[method-assign]
     with AuditBatcher(store, max_batch=100, max_delay_s=SLOW) as batcher:
@@ -196,3 +196,110 @@ def test_a_quiet_unit_is_carried_by_the_next_waiting_caller(store: AuditStore) -
         batcher.commit_through(waited)
         assert quiet.done() and waited.done()
         assert quiet.result()[0].seq == 1 and waited.result()[0].seq == 2
+
+
+# -- commits that do not wait for the disk ---------------------------------------------------
+
+
+def sqlite_file_store(sqlite_url: str) -> AuditStore:
+    audit = AuditStore(make_engine(sqlite_url))
+    audit.create_schema()
+    return audit
+
+
+def record_syncs(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread of every ``store.sync()`` from now on."""
+    threads: list[str] = []
+    real = store.sync
+
+    def syncing() -> None:
+        threads.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(store, "sync", syncing)
+    return threads
+
+
+def pragma(engine: Engine, name: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.connection.dbapi_connection.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def test_an_unsynced_commit_is_synced_by_the_writer_thread_soon_after(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``synced=False``: the caller's commit returns without an fsync; the writer thread
+    syncs it within ``max_delay_s``, and the pooled connection is back to FULL."""
+    store = sqlite_file_store(sqlite_url)
+    syncs = record_syncs(store, monkeypatch)
+    with AuditBatcher(store, max_batch=100, max_delay_s=0.02) as batcher:
+        future = batcher.submit_unit([make_record(1)], synced=False)
+        batcher.commit_through(future, synced=False)
+        assert future.result()[0].seq == 1
+        assert syncs == []  # the caller did not wait for the disk
+        for _ in range(500):
+            if syncs:
+                break
+            threading.Event().wait(0.01)
+        assert syncs == [batcher._thread.name]
+        assert pragma(store.engine, "synchronous") == 2  # FULL, as the pool handed it out
+        assert pragma(store.engine, "wal_autocheckpoint") == 1000
+    store.engine.dispose()
+
+
+def test_a_waiter_that_needs_the_disk_syncs_what_was_committed_unsynced(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quiet unit committed without an fsync, then waited for with ``synced=True`` (a
+    denial): the wait returns only after a sync; flush() and close() sync too."""
+    store = sqlite_file_store(sqlite_url)
+    syncs = record_syncs(store, monkeypatch)
+    with AuditBatcher(store, max_batch=100, max_delay_s=SLOW) as batcher:
+        future = batcher.submit_unit([make_record(2)], quiet=True, synced=False)
+        batcher.commit_through(future)
+        assert syncs == ["MainThread"]
+        batcher.commit_through(future)  # committed and synced already: nothing more
+        assert syncs == ["MainThread"]
+        batcher.submit_unit([make_record(3)], synced=False)
+        batcher.flush()
+        assert syncs == ["MainThread"] * 2
+        closing = batcher.submit_unit([make_record(4)], synced=False)
+    assert closing.done() and syncs == ["MainThread"] * 3  # close() synced the last one
+    store.engine.dispose()
+
+
+def test_a_synced_commit_covers_the_unsynced_ones_before_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One fsync of the log makes every earlier commit durable: no separate sync."""
+    store = sqlite_file_store(sqlite_url)
+    syncs = record_syncs(store, monkeypatch)
+    with AuditBatcher(store, max_batch=100, max_delay_s=SLOW) as batcher:
+        first = batcher.submit_unit([make_record(5)], synced=False)
+        batcher.commit_through(first, synced=False)
+        second = batcher.submit_unit([make_record(6)])
+        batcher.commit_through(second)
+        batcher.flush()
+    assert syncs == []
+    assert store.count() == 2
+    store.engine.dispose()
+
+
+def test_unsynced_commits_leave_checkpoints_to_sync(sqlite_url: str) -> None:
+    """Commits made without waiting for the disk never checkpoint inside the commit (SQLite
+    would every 1,000 pages of log): the database file stays as it was while the log
+    grows past that; the next sync() checkpoints it into the database file."""
+    import os
+
+    store = sqlite_file_store(sqlite_url)
+    database = sqlite_url.split("///", 1)[1]
+    size = os.path.getsize(database)
+    for record in make_records(400):
+        store.append_prepared([store.prepare(record)], synced=False)
+    assert os.path.getsize(f"{database}-wal") > 1000 * 4096  # past the automatic threshold
+    assert os.path.getsize(database) == size  # ... and yet nothing was checkpointed
+    store.sync()
+    assert os.path.getsize(database) > size  # the records are in the database file now
+    assert store.count() == 400
+    assert verify(store).ok
+    store.engine.dispose()

@@ -60,10 +60,12 @@ class Backend:
         """``IngestResult`` (local) or ``RemoteIngestResult``; raises ``LacunaError``.
 
         In process, a task's START joins the next group commit without waiting for it; its
-        SUCCESS/FAIL event waits, and cannot commit before it (``waits_for_commit``)."""
+        SUCCESS/FAIL event waits, and cannot commit before it (``waits_for_commit``), but
+        not for the disk: the governor's committer syncs it milliseconds later (and
+        before the process exits)."""
         if self.remote:
             return self.target.ingest(event, via=via)
-        return self.target.ingest(event, via=via, durable=waits_for_commit(event))
+        return self.target.ingest(event, via=via, durable=waits_for_commit(event), synced=False)
 
     def check(self, operation: Operation, *, via: str, durable: bool = True) -> Decision:
         """The audited decision; a remote Lacuna that cannot answer gives a fail-closed

@@ -45,8 +45,10 @@ class Backend:
     def ingest(self, event: dict[str, Any], *, via: str) -> Any:
         if self.remote:
             return self.target.ingest(event)
-        # In process, a START joins the next group commit without waiting (waits_for_commit).
-        return self.target.ingest(event, via=via, durable=waits_for_commit(event))
+        # In process, a START joins the next group commit without waiting (waits_for_commit);
+        # a COMPLETE waits for its commit but not for the disk: the governor's committer
+        # syncs it milliseconds later (and before the process exits).
+        return self.target.ingest(event, via=via, durable=waits_for_commit(event), synced=False)
 
     def check(self, operation: Operation, *, via: str, durable: bool = True) -> Decision:
         """The audited decision. In process, ``durable=False`` queues an allowed decision's
