@@ -27,8 +27,10 @@ Labels travel in two places, both read here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -428,23 +430,50 @@ def _require_str(data: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+# The shapes nearly every producer sends, which openlineage-python's validators accept exactly
+# when the values are in range (checked by ``datetime``): these skip dateutil's parser and
+# ``UUID``. Anything else goes to the validators themselves.
+_PLAIN_EVENT_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:[0-5]\d)", re.ASCII)
+_PLAIN_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", re.ASCII)
+
+
+def _plain_event_time(value: Any) -> bool:
+    if not isinstance(value, str) or _PLAIN_EVENT_TIME.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False  # out of range here; the validator decides (and names the problem)
+    return True
+
+
 def _validate_with_models(data: Mapping[str, Any], kind: str) -> None:
     """Run openlineage-python's own field validators on the envelope: ``eventTime`` (ISO 8601
     with a time), ``run.runId`` (a UUID), ``producer`` (a URL). Calling them directly checks
     the same things as building the model objects, at a tenth of the cost (the model's
-    ``__init__`` also runs attrs converters and redaction set-up nobody here needs)."""
+    ``__init__`` also runs attrs converters and redaction set-up nobody here needs); values
+    in the common plain shapes are checked without them (a sixth of a Dagster step's ingest
+    time went to dateutil, ``urlparse`` and ``UUID``)."""
     from openlineage.client.generated import base
 
-    try:
-        base.BaseEvent.eventtime_check(None, None, data["eventTime"])  # type: ignore[arg-type]
-        base.BaseEvent.producer_check(None, None, data["producer"])  # type: ignore[arg-type]
-        if kind == "run":
-            base.Run.runid_check(None, None, str(data["run"]["runId"]))  # type: ignore[arg-type]
-    except (ValueError, TypeError, OverflowError) as err:
-        field_name = "run.runId" if "UUID" in str(err) or "hexadecimal" in str(err) else (
-            "eventTime"
-        )
-        raise IngestError(f"{field_name} is invalid: {err}") from None
+    event_time, producer = data["eventTime"], data["producer"]
+    checks: list[tuple[str, Any, Any]] = []
+    if not _plain_event_time(event_time):
+        checks.append(("eventTime", base.BaseEvent.eventtime_check, event_time))
+    # urlparse only ever refuses brackets (IPv6 hosts) and non-ASCII host names
+    if not (isinstance(producer, str) and producer.isascii() and "[" not in producer
+            and "]" not in producer):
+        checks.append(("producer", base.BaseEvent.producer_check, producer))
+    if kind == "run":
+        run_id = str(data["run"]["runId"])
+        if _PLAIN_UUID.fullmatch(run_id) is None:
+            checks.append(("run.runId", base.Run.runid_check, run_id))
+    for name, check, value in checks:
+        try:
+            check(None, None, value)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise IngestError(f"{name} is invalid: {err}") from None
 
 
 def _check_facet_map(facets: Any, where: str, deletable: bool) -> None:

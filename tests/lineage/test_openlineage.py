@@ -179,3 +179,47 @@ def test_batch_formats() -> None:
     assert len(parse_events(f"{one}\n\n{one}\n")) == 2
     with pytest.raises(IngestError, match="line 2"):
         parse_events(f"{one}\n{{broken\n")
+
+
+def test_the_plain_shape_fast_paths_accept_nothing_the_validators_refuse() -> None:
+    """eventTime / runId / producer in their common shapes skip openlineage-python's
+    validators; on 30,000 generated timestamps (out-of-range fields and offsets included)
+    and odd producers, every value the fast path accepts the validator accepts too."""
+    import random
+
+    from openlineage.client.generated import base
+
+    from lacuna_orchestration.lineage.openlineage import (
+        _PLAIN_UUID,
+        _plain_event_time,
+        _validate_with_models,
+    )
+
+    def validator_accepts(value: str) -> bool:
+        try:
+            base.BaseEvent.eventtime_check(None, None, value)  # type: ignore[arg-type]
+        except (ValueError, OverflowError):
+            return False
+        return True
+
+    rnd = random.Random(7)
+    values = ["2026-11-23T10:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23T10:00:00+24:00"]
+    for _ in range(30_000):
+        frac = rnd.choice(["", "." + str(rnd.randint(0, 999_999))[: rnd.randint(1, 6)]])
+        hours, minutes = rnd.randint(0, 25), rnd.randint(0, 61)
+        offset = rnd.choice(["Z", f"{rnd.choice('+-')}{hours:02d}:{minutes:02d}"])
+        values.append(f"{rnd.randint(0, 9999):04d}-{rnd.randint(0, 14):02d}-"
+                      f"{rnd.randint(0, 33):02d}T{rnd.randint(0, 25):02d}:"
+                      f"{rnd.randint(0, 61):02d}:{rnd.randint(0, 61):02d}{frac}{offset}")
+    fast = [v for v in values if _plain_event_time(v)]
+    assert len(fast) > 10_000  # the fast path is really taken
+    assert [v for v in fast if not validator_accepts(v)] == []
+    assert _PLAIN_UUID.fullmatch(str(uuid.uuid4()))
+    # what the fast paths pass on is still refused, by the validators, with the field named
+    envelope = {"eventTime": "2026-11-23T10:00:00Z", "producer": "https://x",
+                "run": {"runId": str(uuid.uuid4())}}
+    for field, value, where in (("producer", "http://[::1", "producer"),
+                                ("eventTime", "2026-02-30T10:00:00Z", "eventTime"),
+                                ("run", {"runId": "not-a-uuid"}, "run.runId")):
+        with pytest.raises(IngestError, match=where):
+            _validate_with_models({**envelope, field: value}, "run")
