@@ -81,7 +81,8 @@ __all__ = ["Governor", "IngestResult"]
 
 DECIDED_CACHE = 4096
 COMMIT_BATCH = 1000  # audit records per group commit at most
-QUEUED_LINGER_S = 0.05  # how long a queued-only write may wait for a waiting caller to carry it
+QUEUED_LINGER_S = 0.25  # how long a queued-only write may wait for a waiting caller to carry it
+SYNC_AFTER_S = 0.05  # how soon a commit made without waiting for the disk is synced
 INTAKE_BATCH = 256  # events submit_ingest's thread takes at once (one catch-up for all)
 CATCH_UP_LIMIT = 20_000  # records behind the chain head: beyond this, reload the whole graph
 OWN_RECORDS = 100_000  # ids of this governor's records not yet read back while catching up
@@ -157,6 +158,7 @@ class Governor:
         # waiting caller carries it sooner — one transaction per orchestrator step.
         self._committer = AuditBatcher(
             self.audit, max_batch=COMMIT_BATCH, max_delay_s=QUEUED_LINGER_S,
+            sync_delay_s=SYNC_AFTER_S,
             on_failure=self._commit_failed,
         )
 
@@ -207,7 +209,7 @@ class Governor:
 
         ``synced=False`` (a durable call) returns once the commit is made, before it is on
         disk: it survives a crash of this process at once and a power loss once the
-        committer synced it, within ``QUEUED_LINGER_S`` (SQLite; a PostgreSQL commit is
+        committer synced it, within ``SYNC_AFTER_S`` (SQLite; a PostgreSQL commit is
         always synced) — for an orchestrator's step, which should not wait for the disk.
         A denial is synced before it is returned.
         """

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from lacuna_orchestration.audit.chain import SealedRecord
 from lacuna_orchestration.audit.store import AuditStore, TransactionStep
@@ -73,15 +73,20 @@ class AuditBatcher:
         max_batch: int = 1000,
         max_delay_s: float = 0.005,
         *,
+        sync_delay_s: float | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
     ):
         if max_batch < 1:
             raise StoreError(f"max_batch must be at least 1, got {max_batch}")
         if max_delay_s < 0:
             raise StoreError(f"max_delay_s cannot be negative, got {max_delay_s}")
+        if sync_delay_s is not None and sync_delay_s < 0:
+            raise StoreError(f"sync_delay_s cannot be negative, got {sync_delay_s}")
         self.store = store
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
+        # how soon a commit made without waiting for the disk is synced (see submit_unit)
+        self.sync_delay_s = max_delay_s if sync_delay_s is None else sync_delay_s
         self.on_failure = on_failure  # run by the writer (thread or caller) after a failure
         self._write_lock = threading.Lock()  # one writer at a time: thread or commit_through
         self._pending: deque[_Unit] = deque()
@@ -134,7 +139,7 @@ class AuditBatcher:
 
         ``synced=False``: the future resolves once the unit is committed, before the commit
         is on disk (``AuditStore.append_prepared``); the writer thread syncs it within
-        ``max_delay_s``, and :meth:`flush` and :meth:`close` before they return. A batch is
+        ``sync_delay_s``, and :meth:`flush` and :meth:`close` before they return. A batch is
         committed synced when any of its units asks for it.
 
         Records are validated and encoded here (``ValidationError`` in the caller's thread).
@@ -255,41 +260,48 @@ class AuditBatcher:
             self._sync_now()
 
     def _run(self) -> None:
-        while self._await_work():
-            with self._write_lock:  # queue order is write order: take only while writing
-                batch = self._take()
-                if batch:
-                    self._commit(batch)
+        committed = False
+        while work := self._await_work(after_commit=committed):
+            committed = False
+            if work == "commit":
+                with self._write_lock:  # queue order is write order: take only while writing
+                    batch = self._take()
+                    if batch:
+                        self._commit(batch)
+                        committed = True
             if self._sync_left() <= 0:
                 self._sync()
 
-    def _await_work(self) -> bool:
+    def _await_work(self, *, after_commit: bool) -> Literal["commit", "sync"] | None:
         """Wait until the oldest queued unit has waited ``max_delay_s`` for the batch to fill
-        (or for a waiting caller to commit it itself); False once closed and drained.
+        (or for a waiting caller to commit it itself): "commit"; until a commit made without
+        waiting for the disk is due to be synced, ``sync_delay_s`` after it: "sync"; None
+        once closed and drained.
 
         Units that queued up while the previous batch was committing have waited already:
-        they go at once (classic group commit), without the delay. With nothing queued the
-        writer sleeps until notified — or, while quiet units arrived within the last
-        ``QUIET_WINDOW_S``, polls every ``max_delay_s`` (quiet units do not wake it). A commit
-        made without waiting for the disk is synced ``max_delay_s`` after it was made.
+        they go at once (classic group commit), without the delay. A sync takes nothing off
+        the queue: what waits there is usually a step's START and gate, which its COMPLETE
+        carries. With nothing queued the writer sleeps until notified — or, while quiet
+        units arrived within the last ``QUIET_WINDOW_S``, polls every ``max_delay_s`` (quiet
+        units do not wake it).
         """
         with self._mutex:
-            if self._pending:
-                return True
+            if self._pending and after_commit:
+                return "commit"
             while True:
                 sync_left = self._sync_left()
                 if sync_left <= 0 and not self._closed:  # close() syncs after the last batch
-                    return True
+                    return "sync"
                 if self._pending:
                     if (self._urgent or self._eager or self._closed
                             or len(self._pending) >= self.max_batch):
-                        return True
+                        return "commit"
                     left = self._pending[0].queued_at + self.max_delay_s - time.monotonic()
                     if left <= 0:
-                        return True
+                        return "commit"
                     self._has_work.wait(min(left, sync_left))
                 elif self._closed:
-                    return False
+                    return None
                 elif time.monotonic() - self._quiet_seen < QUIET_WINDOW_S and self.max_delay_s:
                     self._has_work.wait(min(self.max_delay_s, sync_left))
                 elif sync_left != float("inf"):
@@ -320,7 +332,7 @@ class AuditBatcher:
         """Seconds until the oldest commit not on disk is due to be synced (inf: none)."""
         if self._synced_through == self._relaxed:
             return float("inf")
-        return self._unsynced_since + self.max_delay_s - time.monotonic()
+        return self._unsynced_since + self.sync_delay_s - time.monotonic()
 
     def _sync_now(self) -> None:
         with self._mutex:

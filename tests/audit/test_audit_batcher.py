@@ -303,3 +303,28 @@ def test_unsynced_commits_leave_checkpoints_to_sync(sqlite_url: str) -> None:
     assert store.count() == 400
     assert verify(store).ok
     store.engine.dispose()
+
+
+def test_the_writer_syncs_without_taking_queued_units_along(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync of a step's commit happens while the next step's START and gate wait in the
+    queue for their COMPLETE: the writer syncs and leaves them there (committing them would
+    make that COMPLETE wait for the writer's transaction)."""
+    store = sqlite_file_store(sqlite_url)
+    syncs = record_syncs(store, monkeypatch)
+    with AuditBatcher(store, max_batch=100, max_delay_s=SLOW, sync_delay_s=0.01) as batcher:
+        first = batcher.submit_unit([make_record(10)], synced=False)
+        batcher.commit_through(first, synced=False)
+        start = batcher.submit_unit([make_record(11)], quiet=True, synced=False)
+        for _ in range(500):
+            if syncs:
+                break
+            threading.Event().wait(0.01)
+        assert syncs == [batcher._thread.name]
+        threading.Event().wait(0.05)
+        assert not start.done()  # still queued for its carrier
+        complete = batcher.submit_unit([make_record(12)], synced=False)
+        batcher.commit_through(complete, synced=False)
+        assert [r.seq for r in start.result() + complete.result()] == [2, 3]
+    store.engine.dispose()
