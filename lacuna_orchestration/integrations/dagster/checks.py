@@ -103,18 +103,19 @@ def _runtime_metadata(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) 
 def evaluate_output(resource: LacunaResource, spec: dg.AssetSpec,
                     context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     """The check's body; public so a custom check can reuse it."""
-    translator = resource.get_translator()
     key = spec.key.to_user_string()
-    try:
-        op = translator.get_operation_for(spec)
-    except Exception as err:  # noqa: BLE001 - bad lacuna/* metadata fails the check
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                                   description=f"Lacuna cannot read asset {key}: {err}")
     step = resource.step(context.run.run_id, key)
     if step is not None and step.finished == "COMPLETE":
-        # Gated in this process: the step knows what it wrote (no event-log read needed).
-        columns = step.op.columns
+        # Gated in this process: the step knows the asset's operation and what it wrote
+        # (no metadata parsing, no event-log read).
+        op = step.op
+        columns = op.columns
     else:
+        try:
+            op = resource.get_translator().get_operation_for(spec)
+        except Exception as err:  # noqa: BLE001 - bad lacuna/* metadata fails the check
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                       description=f"Lacuna cannot read asset {key}: {err}")
         runtime = _runtime_metadata(context, spec.key)
         columns = columns_of_schema(runtime.get(COLUMN_SCHEMA_KEY)) or op.columns
     try:

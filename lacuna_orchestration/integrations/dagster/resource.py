@@ -152,10 +152,22 @@ class LacunaResource(dg.ConfigurableResource):
     def backend(self) -> backends.Backend:
         """The Lacuna this run talks to, opened on first use. Raises ``LacunaError`` (one line,
         with the reason) when it cannot be opened; the gate turns that into a denial."""
-        with self._lock:
-            if self._backend is None:
-                self._backend = self._open()
-            return self._backend
+        # Called several times per step: read pydantic's private-attribute dict directly
+        # (``self._backend`` goes through ``BaseModel.__getattr__``, measured ~4 % of a
+        # step's Lacuna time), and take the lock only to open.
+        private = self._private()
+        opened: backends.Backend | None = private["_backend"]
+        if opened is not None:
+            return opened
+        with private["_lock"]:
+            if private["_backend"] is None:
+                private["_backend"] = self._open()
+            return private["_backend"]  # type: ignore[no-any-return]
+
+    def _private(self) -> dict[str, Any]:
+        private = self.__pydantic_private__
+        assert private is not None  # PrivateAttr fields: pydantic always sets the dict
+        return private
 
     def _open(self) -> backends.Backend:
         if self.attached is not None:
@@ -218,12 +230,14 @@ class LacunaResource(dg.ConfigurableResource):
 
     # -- per-step state shared by the gate, the IO manager and the checks ------------------
     def step(self, run_id: str, asset_key: str) -> GovernedStep | None:
-        with self._lock:
-            return self._steps.get((run_id, asset_key))
+        private = self._private()
+        with private["_lock"]:
+            return private["_steps"].get((run_id, asset_key))  # type: ignore[no-any-return]
 
     def remember(self, step: GovernedStep) -> None:
-        with self._lock:
-            self._steps[(step.dagster_run_id, step.op.asset_key)] = step
+        private = self._private()
+        with private["_lock"]:
+            private["_steps"][(step.dagster_run_id, step.op.asset_key)] = step
 
     # -- the public calls --------------------------------------------------------------------
     def gate(self, context: dg.AssetExecutionContext, *, asset_key: dg.AssetKey | None = None,
