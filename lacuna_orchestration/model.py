@@ -300,7 +300,7 @@ class Classification:
             confidence,
             layer or top.layer,
             merge_evidence(self.evidence, other.evidence),
-            "; ".join(r for r in (self.reasoning, other.reasoning) if r),
+            merge_reasoning(self.reasoning, other.reasoning),
         )
 
     def sorted_tags(self) -> list[str]:
@@ -392,6 +392,20 @@ def derived_classification(tier: Tier, tags: frozenset[str], confidence: float, 
     _set_reasoning(result, reasoning)
     _set_description(result, None)
     return result
+
+
+def merge_reasoning(first: str, second: str) -> str:
+    """``first``, then each clause of ``second`` it does not hold yet: merging a floor into
+    itself again (every event of a dataset restates its declared classification) must not
+    grow the text — it did, and each longer text counted as a change that reclassified the
+    dataset and was stored again."""
+    if not second or second == first:
+        return first
+    if not first:
+        return second
+    known = set(first.split("; "))
+    new = [c for c in dict.fromkeys(second.split("; ")) if c not in known]
+    return "; ".join([first, *new]) if new else first
 
 
 def merge_evidence(first: tuple[Evidence, ...], second: tuple[Evidence, ...]) -> tuple[

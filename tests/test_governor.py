@@ -91,6 +91,29 @@ def test_explicit_floor_is_never_lowered(gov: Governor) -> None:
     assert c.layer is Layer.EXPLICIT
 
 
+def test_a_restated_explicit_floor_changes_nothing(gov: Governor, monkeypatch) -> None:
+    """Orchestrators restate a dataset's declared classification in every event: the second
+    and later events neither reclassify it nor grow its stored explanation (the floor's
+    reasoning used to be appended to itself once per event)."""
+    out = DatasetSpec(DatasetRef("dbt", "marts.customer_analytics"), columns=("region", "n"),
+                      tier="PROPRIETARY", tags=["CUSTOMER_DATA"])
+    event = build_run_event(job=("dbt", "model.x"), outputs=[out], operation="aggregate")
+    gov.ingest(event)
+    node = gov.graph.node(gov.graph.resolve("marts.customer_analytics"))
+    explicit = node.explicit
+    classified: list[str] = []
+    real = gov._classify_node
+    monkeypatch.setattr(gov, "_classify_node",
+                        lambda n, snap=None: (classified.append(n.ref.key), real(n, snap)))
+    for _ in range(3):
+        result = gov.ingest(build_run_event(job=("dbt", "model.x"), outputs=[out],
+                                            operation="aggregate"))
+        assert result.reclassified == ()
+    assert classified == []
+    assert node.explicit == explicit
+    assert node.explicit.reasoning == "explicit classification declared by the producer"
+
+
 def test_steward_override_is_audited_and_propagates(gov: Governor) -> None:
     ingest_pipeline(gov)
     gov.override("sales.csv", tier="PROPRIETARY", tags=["TRADE_SECRET"],

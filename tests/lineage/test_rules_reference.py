@@ -48,9 +48,21 @@ def ref_merge(a: Classification, b: Classification, layer: Layer | None = None) 
     return Classification(
         max(a.tier, b.tier), a.tags | b.tags,
         max(a.confidence, b.confidence) if a.tier == b.tier else top.confidence,
-        layer or top.layer, tuple(evidence),
-        "; ".join(r for r in (a.reasoning, b.reasoning) if r),
+        layer or top.layer, tuple(evidence), ref_reasoning(a.reasoning, b.reasoning),
     )
+
+
+def ref_reasoning(first: str, second: str) -> str:
+    """The first text as it is, then every clause of the second it does not hold, once."""
+    if not first:
+        return second
+    clauses = first.split("; ")
+    text = first
+    for clause in (second.split("; ") if second else []):
+        if clause not in clauses:
+            clauses.append(clause)
+            text += "; " + clause
+    return text
 
 
 def ref_join(parents: Mapping[str, Classification], target: str,
