@@ -84,12 +84,16 @@ def with_run_id(template: bytes, n: int) -> bytes:
     return template.replace(PLACEHOLDER, run_id)
 
 
-def start_server(settings: ServerSettings, port: int, workers: int) -> subprocess.Popen[str]:
-    env = os.environ | {"LACUNA_SERVER_SNAPSHOT": settings.model_dump_json()}
-    cmd = [sys.executable, "-m", "uvicorn", "lacuna_orchestration.server_cli:app_from_snapshot",
-           "--factory", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-           "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+def start_server(settings: ServerSettings | None, port: int, workers: int) -> subprocess.Popen[str]:
+    """The ingestor under uvicorn; ``settings=None``: the empty-route ceiling app instead."""
+    if settings is None:
+        env, cwd, target = dict(os.environ), ROOT / "benchmarks", ["http_ceiling_app:app"]
+    else:
+        env = os.environ | {"LACUNA_SERVER_SNAPSHOT": settings.model_dump_json()}
+        cwd, target = ROOT, ["lacuna_orchestration.server_cli:app_from_snapshot", "--factory"]
+    cmd = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -253,6 +257,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
 
+    ceiling = http_ceiling(events, max(levels), args.workers, args.warmup,
+                           args.baseline_seconds)
     with Governor(core) as gov:
         report = gov.verify_audit()
         ingested = sum(1 for _ in gov.audit.records(action="lineage.ingest"))
@@ -280,6 +286,12 @@ def main() -> None:
                         baseline=baseline_lat["p99"],
                         baseline_label="Governor.ingest p99 in process",
                         checks=(Check("ours", "<", TARGET_P99_MS),)))
+    rows.append(Row(
+        f"ingest events/s, {max(levels)} connections, against the HTTP ceiling", "/s",
+        best["events_per_s"], baseline=ceiling,
+        baseline_label="empty FastAPI route, same workers and load",
+        ratio_label="ingest / empty route",
+        note="the empty route only parses the body and answers 201: no route can beat it here"))
     single, grouped = writes[1], writes[max(writes)]
     rows.append(Row(f"ingest DB writes only, {max(writes)} events per commit (group commit)",
                     "/s", grouped, baseline=single, baseline_label="1 event per commit",
@@ -303,9 +315,27 @@ def main() -> None:
         "baseline_latency_ms": baseline_lat, "acknowledged": acked,
         "db_write_rates": {str(k): v for k, v in writes.items()},
         "chain_ok": report.ok, "chain_records": report.count,
+        "http_ceiling_events_per_s": ceiling,
         "load_average_before": load_before,
     })
     print(f"wrote {path}")
+
+
+def http_ceiling(events: list[bytes], concurrency: int, workers: int, warmup: float,
+                 seconds: float) -> float:
+    """Events/s the empty-route app takes from the same load generator."""
+    port = _free_port()
+    proc = start_server(None, port, workers)
+    try:
+        load = Load(port, events, concurrency, first=0)
+        window = load.run(warmup, seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return len(load.latencies) / window
 
 
 def _free_port() -> int:
