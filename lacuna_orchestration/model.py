@@ -403,6 +403,10 @@ def merge_reasoning(first: str, second: str) -> str:
         return first
     if not first:
         return second
+    if "; " not in second:  # one clause (most merges): a substring test answers most
+        if second not in first or second not in first.split("; "):
+            return f"{first}; {second}"
+        return first
     known = set(first.split("; "))
     new = [c for c in dict.fromkeys(second.split("; ")) if c not in known]
     return "; ".join([first, *new]) if new else first

@@ -202,3 +202,18 @@ def test_zero_confidences_keep_the_parents_order_not_the_sorted_one() -> None:
     neg = Classification(Tier.INTERNAL, frozenset({"Y"}), -0.0, Layer.HEURISTIC)
     for parents in ({"f::b": pos, "f::a": neg}, {"f::b": neg, "f::a": pos}):
         same(RULES.for_join(parents, target="t"), ref_join(parents, "t"))
+
+
+def test_reasoning_merges_like_its_plain_definition() -> None:
+    """``merge_reasoning`` (with its one-clause shortcut) against ``ref_reasoning`` on random
+    texts of repeated, overlapping and prefix-sharing clauses; merging again changes nothing."""
+    from lacuna_orchestration.model import merge_reasoning
+
+    rnd = random.Random(11)
+    clauses = ["a", "b", "ab", "a b", "declared", "declared by the producer", "x; y"]
+    for _ in range(20_000):
+        first = "; ".join(rnd.sample(clauses, rnd.randint(0, 3)))
+        second = "; ".join(rnd.sample(clauses, rnd.randint(0, 3)))
+        merged = merge_reasoning(first, second)
+        assert merged == ref_reasoning(first, second), (first, second)
+        assert merge_reasoning(merged, second) == merged
