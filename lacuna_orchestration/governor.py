@@ -671,11 +671,14 @@ class Governor:
         if op.destination is not None and op.destination.key in self.graph:
             dest_c = self.graph.node(op.destination.key).effective
         # Policies see the near upstream only: the full ancestry of a warehouse table can be
-        # thousands of datasets, and walking it dominated the gate on big catalogs.
+        # thousands of datasets, and walking it dominated the gate on big catalogs. Each walk
+        # stops at the limit: a dataset past a source's first UPSTREAM_LIMIT ancestors has at
+        # least that many distinct ones before it in the joined list, so it would be cut anyway.
         upstream: list[str] = []
         for ref in op.sources:
             if ref.key in self.graph:
-                upstream.extend(self.graph.upstream(ref.key, depth=UPSTREAM_DEPTH))
+                upstream.extend(self.graph.upstream(ref.key, depth=UPSTREAM_DEPTH,
+                                                    limit=UPSTREAM_LIMIT))
         upstream = list(dict.fromkeys(upstream))[:UPSTREAM_LIMIT]
         input_doc = build_input(
             op, source_classification=per_source or source_c,

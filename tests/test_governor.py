@@ -252,6 +252,34 @@ def test_policy_input_carries_the_near_upstream_only(gov: Governor, monkeypatch)
     assert len(upstream) == 10 and upstream[0].endswith("t13") and upstream[-1].endswith("t4")
 
 
+def test_policy_input_upstream_is_the_nearest_of_every_source_in_order(
+    gov: Governor, monkeypatch
+) -> None:
+    """Each source's walk stops at UPSTREAM_LIMIT; the joined list must still be the first
+    UPSTREAM_LIMIT of every source's whole (depth-limited) ancestry, sources in order."""
+    from lacuna_orchestration import governor as governor_module
+
+    monkeypatch.setattr(governor_module, "UPSTREAM_LIMIT", 8)
+    for chain in ([f"s{i}" for i in range(5)], [f"y{i}" for i in range(10)]):
+        for a, b in itertools.pairwise(chain):
+            gov.register_lineage([a], b, "transform")
+    gov.register_lineage(["s4", "x0"], "left", "join")  # 6 ancestors, all within the limit
+    gov.register_lineage(["s4", "y9"], "right", "join")  # 15, shares the s chain with left
+    seen: dict = {}
+    real = gov.decider.decide
+
+    def spy(input_doc, **kw):
+        seen.update(input_doc)
+        return real(input_doc, **kw)
+
+    monkeypatch.setattr(gov.decider, "decide", spy)
+    sources = (gov.ref("left"), gov.ref("right"))
+    gov.check(Operation(OperationKind.EXPORT, sources, EXPORT))
+    whole = [k for r in sources for k in gov.graph.upstream(r.key, depth=10)]
+    assert seen["lineage"]["upstream"] == list(dict.fromkeys(whole))[:8]
+    assert seen["lineage"]["upstream"][-2:] == [gov.ref("y9").key, gov.ref("y8").key]
+
+
 def test_a_dataset_nothing_describes_is_unclassified_not_public(gov: Governor) -> None:
     """No schema, no parents, a name no rule knows: the export policy must treat it as
     unknown data, not as PUBLIC."""

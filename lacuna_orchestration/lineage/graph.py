@@ -265,11 +265,15 @@ class LineageGraph:
         raise NotFound(f"{name!r} is ambiguous; use one of: {', '.join(sorted(matches))}")
 
     # -- queries ---------------------------------------------------------------------------
-    def upstream(self, key: str, depth: int | None = None) -> list[str]:
-        return self._walk(key, self.g._pred, depth)
+    def upstream(self, key: str, depth: int | None = None, limit: int | None = None) -> list[str]:
+        """Datasets feeding ``key``, nearest first (breadth first), at most ``depth`` levels
+        and ``limit`` datasets: the walk stops at the limit instead of listing the rest."""
+        return self._walk(key, self.g._pred, depth, limit)
 
-    def downstream(self, key: str, depth: int | None = None) -> list[str]:
-        return self._walk(key, self.g._succ, depth)
+    def downstream(self, key: str, depth: int | None = None, limit: int | None = None,
+                   ) -> list[str]:
+        """Datasets fed by ``key``, nearest first; ``depth`` and ``limit`` as in ``upstream``."""
+        return self._walk(key, self.g._succ, depth, limit)
 
     def impact(self, key: str) -> dict[str, Any]:
         """Everything downstream, grouped by tier: what a change to ``key`` would touch."""
@@ -280,12 +284,16 @@ class LineageGraph:
         return {"dataset": key, "count": len(down), "datasets": down, "by_tier": by_tier}
 
     def _walk(self, key: str, adjacency: Mapping[str, Mapping[str, Any]],
-              depth: int | None) -> list[str]:
+              depth: int | None, limit: int | None = None) -> list[str]:
         """Breadth first over networkx's own adjacency dicts (``_pred`` or ``_succ``): the
         gate walks every source's upstream on each decision, and going through the
-        ``predecessors()`` iterator doubles the cost of a walk of thousands of datasets."""
+        ``predecessors()`` iterator doubles the cost of a walk of thousands of datasets.
+        With a ``limit`` the walk ends as soon as it has found that many: the gate keeps the
+        nearest 200 of an ancestry that runs to thousands in a warehouse."""
         if key not in adjacency:
             raise NotFound(f"unknown dataset {key!r}")
+        if limit is not None and limit <= 0:
+            return []
         seen: dict[str, None] = {}
         frontier = [key]
         level = 0
@@ -296,6 +304,8 @@ class LineageGraph:
                 for other in adjacency[k]:
                     if other not in seen and other != key:
                         seen[other] = None
+                        if len(seen) == limit:
+                            return list(seen)
                         nxt.append(other)
             frontier = nxt
         return list(seen)

@@ -54,6 +54,26 @@ def test_queries() -> None:
         g.resolve("nope")
 
 
+def test_a_limited_walk_is_the_unlimited_walk_cut_short() -> None:
+    """The gate keeps the nearest ancestors only; stopping the walk at the limit must give the
+    same datasets, in the same (nearest first) order, as listing all and cutting the list."""
+    import random
+
+    rng = random.Random(3)
+    g = LineageGraph()
+    names = [f"t{i}" for i in range(300)]
+    for i, name in enumerate(names[1:], start=1):
+        for parent in rng.sample(names[:i], min(i, rng.randint(1, 4))):
+            g.add_edge(ref(parent), ref(name), OperationKind.JOIN)
+    for name in names[-20:]:
+        key = ref(name).key
+        for depth in (None, 1, 3, 10):
+            whole_up, whole_down = g.upstream(key, depth), g.downstream(ref("t0").key, depth)
+            for limit in (0, 1, 7, 50, 200, 10_000):
+                assert g.upstream(key, depth, limit) == whole_up[:limit]
+                assert g.downstream(ref("t0").key, depth, limit) == whole_down[:limit]
+
+
 def test_tree_prints_like_the_seed() -> None:
     tree = seed_graph().tree(ref("analysis.csv").key)
     assert tree.splitlines() == [
