@@ -47,10 +47,12 @@ are fixed — serving the previous bundle would decide under rules no longer on 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,6 +325,37 @@ class _ThreadState:
         self.calls = 0
 
 
+# Each thread's VMs and interpreters live in that thread's own storage, keyed by engine, not
+# in a ``threading.local`` of the engine: when an engine is garbage collected, its
+# ``threading.local`` drops every thread's objects on the collecting thread, and regorus'
+# objects may only be dropped on the thread that made them (pyo3 reports "Rvm is unsendable,
+# but is being dropped on another thread"). Here a dead engine's objects are dropped by their
+# own thread: at once for the thread that releases the engine, at the next miss for the
+# others, and with the thread's storage when it ends.
+_THREAD = threading.local()
+_ENGINE_TOKENS = itertools.count(1)
+_RETIRED: set[int] = set()  # tokens of engines that are gone (an int each, never reused)
+
+
+def _thread_states() -> dict[int, _ThreadState]:
+    states: dict[int, _ThreadState] | None = getattr(_THREAD, "states", None)
+    if states is None:
+        states = _THREAD.states = {}
+    return states
+
+
+def _retire(token: int) -> None:
+    """An engine is gone: drop the calling thread's objects of it now; other threads drop
+    theirs on their next miss (``_drop_retired``)."""
+    _RETIRED.add(token)
+    _thread_states().pop(token, None)
+
+
+def _drop_retired(states: dict[int, _ThreadState]) -> None:
+    for token in _RETIRED.intersection(states):
+        del states[token]
+
+
 def _parse(output: str) -> Any:
     value = orjson.loads(output)
     if value == _UNDEFINED:
@@ -392,7 +425,7 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._interval = reload_interval_s
         self._shadow_every = max(0, int(shadow_every))
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._token = next(_ENGINE_TOKENS)  # this engine's key in each thread's states
         self._generation = 0
         self._closed = False
         self._failure: PolicyError | None = None
@@ -402,6 +435,7 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._compiled = self._build()
         self._revision = self._compiled.bundle.revision
         self._next_check = time.monotonic() + (reload_interval_s or 0.0)
+        weakref.finalize(self, _retire, self._token)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedRegoEngine:
@@ -499,10 +533,12 @@ class EmbeddedRegoEngine(PolicyEngine):
             raise PolicyError(f"policy evaluation failed: {describe_rego_error(err)}") from err
 
     def _state(self, compiled: _Compiled) -> _ThreadState:
-        state: _ThreadState | None = getattr(self._local, "state", None)
+        states = _thread_states()
+        state = states.get(self._token)
         if state is None or state.generation != compiled.generation:
-            state = _ThreadState(compiled)
-            self._local.state = state
+            if state is None and _RETIRED:
+                _drop_retired(states)
+            state = states[self._token] = _ThreadState(compiled)
         return state
 
     def _interpret(self, compiled: _Compiled, state: _ThreadState, input_json: str) -> Any:
@@ -561,12 +597,14 @@ class EmbeddedRegoEngine(PolicyEngine):
         """Drop the calling thread's VM and interpreter, in that thread: for a thread that
         is about to end (regorus objects must be dropped on the thread that made them; left
         to the garbage collector they may be dropped elsewhere, which regorus reports)."""
-        self._local.__dict__.pop("state", None)
+        _thread_states().pop(self._token, None)
 
     def close(self) -> None:
-        # Per-thread VMs are left to die with their threads: regorus objects must be dropped on
-        # the thread that made them, so clearing them here (often another thread) would panic.
+        """Refuse further evaluations and drop the calling thread's VM. Other threads' VMs
+        are dropped by those threads (regorus objects must die where they were made): when
+        the engine is collected, at their next evaluation or when they end."""
         self._closed = True
+        self.release_thread()
 
 
 def _revision_of_failed(root: Path, previous: str) -> str:

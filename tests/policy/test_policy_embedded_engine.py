@@ -12,6 +12,7 @@ import pytest
 from policy_helpers import POLICY_DIR, scenario
 
 from lacuna_orchestration.errors import PolicyError
+from lacuna_orchestration.policy import rego
 from lacuna_orchestration.policy.decide import FAIL_CLOSED_POLICY, PolicyDecider
 from lacuna_orchestration.policy.rego import EmbeddedRegoEngine, load_bundle
 
@@ -151,9 +152,9 @@ def test_a_thread_releases_its_own_vm_and_can_evaluate_again(
 
     def work() -> None:
         first = embedded.evaluate(doc)
-        seen.append(getattr(embedded._local, "state", None) is not None)
+        seen.append(embedded._token in rego._thread_states())
         embedded.release_thread()
-        seen.append(getattr(embedded._local, "state", None) is not None)
+        seen.append(embedded._token in rego._thread_states())
         assert embedded.evaluate(doc) == first
         embedded.release_thread()  # as a thread about to end does: nothing left to drop
 
@@ -161,6 +162,57 @@ def test_a_thread_releases_its_own_vm_and_can_evaluate_again(
     thread.start()
     thread.join()
     assert seen == [True, False]
+
+
+def test_an_engine_collected_elsewhere_leaves_each_vm_to_its_own_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server's worker threads outlive an engine collected on another thread (a reload of
+    the settings, the end of a test, shutdown). Its VMs must be dropped by the threads that
+    made them: regorus objects dropped elsewhere make pyo3 report "Rvm is unsendable, but is
+    being dropped on another thread" (what an engine-owned ``threading.local`` did)."""
+    import gc
+
+    doc, _ = scenario()
+    unraisable: list[str] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    jobs: list[EmbeddedRegoEngine | None] = []
+    ready, go, done = threading.Event(), threading.Event(), threading.Event()
+    held: list[list[int]] = []  # the worker's engine tokens after each step
+
+    def worker() -> None:
+        engine = jobs.pop()
+        assert engine is not None
+        engine.evaluate(doc)
+        held.append(list(rego._thread_states()))
+        del engine
+        ready.set()
+        go.wait(30)
+        fresh = jobs.pop()  # a second engine: the miss drops the first one's VM, here
+        assert fresh is not None
+        fresh.evaluate(doc)
+        held.append(list(rego._thread_states()))
+        fresh.release_thread()
+        done.set()
+
+    first = EmbeddedRegoEngine(POLICY_DIR)
+    first_token = first._token
+    jobs.append(first)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert ready.wait(30)
+    first.evaluate(doc)  # this thread's own VM of it, dropped here when it is collected
+    del first
+    gc.collect()
+    assert first_token in rego._RETIRED and first_token not in rego._thread_states()
+    second = EmbeddedRegoEngine(POLICY_DIR)
+    jobs.append(second)
+    go.set()
+    assert done.wait(30)
+    thread.join(30)
+    assert first_token in held[0]
+    assert first_token not in held[1] and second._token in held[1]
+    assert unraisable == []
 
 
 def _tiny_bundle(root: Path, decisions_rule: str) -> Path:
