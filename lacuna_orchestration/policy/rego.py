@@ -46,6 +46,8 @@ are fixed — serving the previous bundle would decide under rules no longer on 
 
 from __future__ import annotations
 
+import _thread
+import ctypes
 import hashlib
 import itertools
 import logging
@@ -331,16 +333,39 @@ class _ThreadState:
 # objects may only be dropped on the thread that made them (pyo3 reports "Rvm is unsendable,
 # but is being dropped on another thread"). Here a dead engine's objects are dropped by their
 # own thread: at once for the thread that releases the engine, at the next miss for the
-# others, and with the thread's storage when it ends.
+# others, and with the thread's storage when the thread ends.
 _THREAD = threading.local()
 _ENGINE_TOKENS = itertools.count(1)
 _RETIRED: set[int] = set()  # tokens of engines that are gone (an int each, never reused)
+# At interpreter exit the main thread clears the storage of threads still running (a server's
+# daemon workers), which would drop their objects there. Those are moved here instead, a list
+# that is never released: the process is ending, and a leak is harmless where a panic is not.
+_ATTIC: list[dict[int, _ThreadState]] = []
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(_ATTIC))
+
+
+class _ThreadStates(dict[int, "_ThreadState"]):
+    """One thread's VMs and interpreters by engine token; freed on any other thread (only at
+    interpreter exit), it keeps them in the attic rather than drop them there."""
+
+    __slots__ = ("_attic", "_ident", "_owner")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Bound now: module globals may already be gone when this is freed at exit.
+        self._ident = _thread.get_ident
+        self._owner = self._ident()
+        self._attic = _ATTIC
+
+    def __del__(self) -> None:
+        if self and self._ident() != self._owner:
+            self._attic.append(dict(self))
 
 
 def _thread_states() -> dict[int, _ThreadState]:
     states: dict[int, _ThreadState] | None = getattr(_THREAD, "states", None)
     if states is None:
-        states = _THREAD.states = {}
+        states = _THREAD.states = _ThreadStates()
     return states
 
 

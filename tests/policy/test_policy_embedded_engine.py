@@ -215,6 +215,47 @@ def test_an_engine_collected_elsewhere_leaves_each_vm_to_its_own_thread(
     assert unraisable == []
 
 
+def test_exit_with_worker_threads_still_holding_vms_is_quiet() -> None:
+    """A server exits while its daemon worker threads still hold VMs; the interpreter clears
+    those threads' storage on the main thread, which must not drop the VMs there (pyo3 then
+    prints "Rvm is unsendable" on every shutdown). A thread that ends frees its own."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import gc, threading, weakref
+        from lacuna_orchestration.policy import rego
+        engine = rego.EmbeddedRegoEngine({str(POLICY_DIR)!r})
+        doc = {{"action": "read", "source": {{"tags": []}}}}
+        ready, freed = threading.Event(), []
+
+        def ending():
+            engine.evaluate(doc)
+            freed.append(weakref.ref(rego._thread_states()[engine._token].vm))
+
+        def lingering():
+            engine.evaluate(doc)
+            ready.set()
+            threading.Event().wait()
+
+        worker = threading.Thread(target=ending)
+        worker.start()
+        worker.join()
+        gc.collect()
+        assert freed[0]() is None, "an ended thread's VM must be freed with its thread"
+        threading.Thread(target=lingering, daemon=True).start()
+        assert ready.wait(30)
+        engine.evaluate(doc)
+        print("done")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    assert "unsendable" not in done.stderr, done.stderr
+
+
 def _tiny_bundle(root: Path, decisions_rule: str) -> Path:
     root.mkdir()
     (root / "lacuna.rego").write_text("package lacuna\n\n" + decisions_rule, encoding="utf-8")
