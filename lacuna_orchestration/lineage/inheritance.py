@@ -266,14 +266,18 @@ def effective(
     *, explicit: Classification | None, own: Classification | None,
     inherited: Iterable[Classification]
 ) -> Classification:
-    """Combine floors, the dataset's own evidence and what its parents pass down."""
-    parts = [c for c in (explicit, own) if c is not None and not c.is_unknown]
-    parts.extend(c for c in inherited if c is not None and not c.is_unknown)
-    if not parts:
+    """Combine floors, the dataset's own evidence and what its parents pass down: every
+    part that is not unknown merged in that order (once per dataset of a wave, so the test
+    for unknown is ``is_unknown`` inlined behind its cheapest clause)."""
+    result: Classification | None = None
+    unknown_layer = Layer.UNKNOWN
+    for part in (explicit, own, *inherited):
+        if part is None or (part.layer is unknown_layer and not part.tags
+                            and part.confidence == 0.0):
+            continue
+        result = part if result is None else result.merge(part)
+    if result is None:
         return Classification.unknown("no classification evidence for this dataset")
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.merge(part)
     if explicit is not None and not explicit.is_unknown and result.tier == explicit.tier:
         layer = Layer.EXPLICIT if explicit.layer is not Layer.OVERRIDE else Layer.OVERRIDE
         result = derived_classification(result.tier, result.tags, result.confidence, layer,

@@ -17,6 +17,8 @@ from lacuna_orchestration.lineage.graph import (
     Interner,
     LineageGraph,
 )
+from lacuna_orchestration.lineage.inheritance import InheritanceRules, ParentView
+from lacuna_orchestration.lineage.openlineage import ColumnSource
 from lacuna_orchestration.model import Classification, DatasetRef, Layer, OperationKind, Tier
 
 TAGS = ["PII", "FINANCIAL", "PHI", "EMAIL", "GDPR"]
@@ -204,3 +206,53 @@ def test_incremental_equals_full_recomputation_on_random_dags(seed: int) -> None
     for r in refs:
         assert graph.node(r.key).effective.to_dict() == full.node(r.key).effective.to_dict()
         assert graph.node(r.key).effective == full.node(r.key).effective
+
+
+class _CountingRules(InheritanceRules):
+    """Rules with their own ``inherit``: the graph must hand them parent views for every
+    operation, join-like ones included."""
+
+    def __init__(self) -> None:
+        self.calls: list[OperationKind] = []
+
+    def inherit(self, op, parents, child):  # type: ignore[no-untyped-def]
+        assert all(isinstance(p, ParentView) for p in parents.values())
+        self.calls.append(op)
+        return super().inherit(op, parents, child)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_compute_equals_the_rules_applied_through_parent_views(seed: int) -> None:
+    """``compute`` skips the views join-like operations never read; every dataset of a random
+    graph (every operation kind, columns, column lineage, floors) must get the value, to the
+    byte, that ``InheritanceRules.inherit`` over parent and child views gives."""
+    rng = random.Random(seed)
+    graph, counted = LineageGraph(), LineageGraph(_CountingRules())
+    refs = [DatasetRef("f", f"n{i:02d}") for i in range(rng.randint(5, 40))]
+    for g in (graph, counted):
+        for r in refs:
+            g.ensure(r)
+    for r in refs:
+        own, explicit = _classification(rng), _classification(rng) if rng.random() < 0.2 else None
+        columns = {"email": _pii("EMAIL")} if rng.random() < 0.4 else {}
+        for g in (graph, counted):
+            node = g.node(r.key)
+            node.own, node.explicit, node.columns = own, explicit, dict(columns)
+    for _ in range(rng.randint(5, 80)):
+        i, j = sorted(rng.sample(range(len(refs)), 2))
+        op = rng.choice(list(OperationKind))
+        for g in (graph, counted):
+            g.add_edge(refs[i], refs[j], op)
+        if rng.random() < 0.2:
+            lineage = (ColumnSource(refs[i], "email", rng.choice(["IDENTITY", "AGGREGATION",
+                                                                  "MASKED"])),)
+            for g in (graph, counted):
+                g.node(refs[j].key).column_lineage = {"email": lineage}
+    graph.recompute_all()
+    counted.recompute_all()
+    for r in refs:
+        node = graph.node(r.key)
+        fast, viewed = graph.compute(r.key), graph._compute_through_views(r.key, node)
+        assert fast == viewed and fast.to_dict() == viewed.to_dict()
+        assert counted.node(r.key).effective.to_dict() == node.effective.to_dict()
+    assert set(counted.rules.calls) == {op for _, _, op, _ in graph.edges()}
