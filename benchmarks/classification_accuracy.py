@@ -279,6 +279,27 @@ def row(label: str, s: dict[str, Any], ms: float | None) -> str:
     )
 
 
+def per_column_latency(cascade: Any, l1: Any, l2: Any, items: Sequence[Any],
+                       ) -> dict[str, list[float]]:
+    """Milliseconds per column through ``cascade.classify``, one column per call: the whole
+    set with every cache cleared first, then the whole set again."""
+    l1.clear_caches()
+    l2.clear_query_cache()
+    out: dict[str, list[float]] = {"first_sight": [], "seen_before": []}
+    clock = time.perf_counter
+    for name in ("first_sight", "seen_before"):
+        sink = out[name]
+        for item in items:
+            start = clock()
+            cascade.classify(item)
+            sink.append((clock() - start) * 1e3)
+    return out
+
+
+def share_under(values: Sequence[float], limit: float) -> float:
+    return sum(1 for v in values if v < limit) / len(values) if values else 0.0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -384,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cascade_results, cascade_s = timed(cascade_run(cascade), 1 if l3 else args.repeats)
         usage, decided = cascade.usage(), cascade.decisions()
         l2_floor_results, _ = timed(cascade_run(cascade_l2_floor), 1)
+        per_column = per_column_latency(cascade, l1, l2, items)
 
     n = len(items)
     scores = {
@@ -401,6 +423,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "l2_one_column_per_call": single_s / len(lone) * 1e3,
         "raw_encode_same_strings": encode_s / n * 1e3,
         "cascade": cascade_s / n * 1e3,
+    }
+    # The issue's cascade target: 98 % of columns answered in < 1 ms, one column per call as a
+    # gate or an event asks. First sight (caches cleared: only L1's own speed helps) and seen
+    # before (the same columns again: L1's and L2's caches answer).
+    cascade_under_1ms = {
+        "first_sight_share": share_under(per_column["first_sight"], 1.0),
+        "seen_before_share": share_under(per_column["seen_before"], 1.0),
+        "first_sight_p50_ms": statistics.median(per_column["first_sight"]),
+        "first_sight_max_ms": max(per_column["first_sight"]),
     }
     would_ask_l3 = usage.get("llm", decided.get("best_seen", 0))
     shares = {
@@ -434,6 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{key:<17} " + " ".join(f"{v['f1']:10.3f}" for v in scores[key]["per_tag"].values()))
     print()
     print("layer usage (cascade): " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    print(
+        f"cascade one column per call: {cascade_under_1ms['first_sight_share']:.1%} under 1 ms "
+        f"at first sight (p50 {cascade_under_1ms['first_sight_p50_ms']:.3f} ms), "
+        f"{cascade_under_1ms['seen_before_share']:.1%} when seen before"
+    )
     print(
         f"L2: {latency_ms['l2_batched']:.3f} ms/column batched, raw encode "
         f"{latency_ms['raw_encode_same_strings']:.3f} ms/string → ratio {ratio:.2f}; "
@@ -488,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rules_file": args.rules_file or "bundled",
         "scores": scores,
         "latency_ms_per_column": latency_ms,
+        "cascade_under_1ms_share": cascade_under_1ms["first_sight_share"],
+        "cascade_under_1ms": cascade_under_1ms,
         "l2_vs_encode_ratio": ratio,
         "layer_usage": {"asked": usage, "decided": decided, "shares": shares},
         "example_matrix": {"encode_s": warm_s, "from_cache_s": cached_matrix_s},

@@ -132,6 +132,13 @@ def test_adapters_turn_older_result_files_into_rows() -> None:
         "l2_batched": 12.5, "raw_encode_same_strings": 11.0, "cascade": 16.1}})
     assert accuracy[0].passed is False and round(accuracy[0].ratio or 0, 3) == 1.136
     assert accuracy[1].status == "not run"
+    measured = harness.adapt_accuracy({
+        "cascade_under_1ms_share": 0.975,
+        "cascade_under_1ms": {"first_sight_share": 0.975, "seen_before_share": 1.0,
+                              "first_sight_p50_ms": 0.03},
+    })
+    assert [(r.ours, r.passed) for r in measured] == [(97.5, False)]
+    assert "seen before 100.0 %" in measured[0].note
 
 
 def test_row_checks_and_round_trip() -> None:
