@@ -377,8 +377,11 @@ def _retire(token: int) -> None:
 
 
 def _drop_retired(states: dict[int, _ThreadState]) -> None:
-    for token in _RETIRED.intersection(states):
-        del states[token]
+    # Over a copy of the keys, popping: a collection during the loop may retire (and pop)
+    # another engine of this thread.
+    for token in list(states):
+        if token in _RETIRED:
+            states.pop(token, None)
 
 
 def _parse(output: str) -> Any:
