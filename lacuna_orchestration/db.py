@@ -74,6 +74,16 @@ def reading(engine: Engine) -> Connection:
     return engine.execution_options(**{READ_ONLY: True}).connect()
 
 
+def reading_once(engine: Engine) -> Connection:
+    """A connection for ONE read statement. On PostgreSQL it runs in autocommit: a single
+    statement is its own snapshot anyway, and the BEGIN/ROLLBACK round trips around it cost
+    as much as the query (``SELECT 1``: 0.62-0.69 ms inside a transaction, 0.33 ms without).
+    The gate's exception lookup on a denial goes through here. SQLite: as ``reading``."""
+    if is_sqlite(engine):
+        return reading(engine)
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _sqlite_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get(READ_ONLY, False)
     # on the driver's connection: the hot commit path skips SQLAlchemy's execution context

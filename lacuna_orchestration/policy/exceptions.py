@@ -56,7 +56,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from lacuna_orchestration.db import metadata, reading
+from lacuna_orchestration.db import metadata, reading_once
 from lacuna_orchestration.errors import NotFound, StoreError, ValidationError
 from lacuna_orchestration.model import DatasetRef, Operation, OperationKind, utcnow
 
@@ -263,7 +263,7 @@ class ExceptionRegistry:
     def get(self, exception_id: str, *, now: datetime | None = None) -> PolicyException:
         now = _now(now)
         try:
-            with reading(self.engine) as conn:
+            with reading_once(self.engine) as conn:
                 row = conn.execute(
                     select(self._table).where(self._table.c.id == exception_id)
                 ).first()
@@ -292,7 +292,7 @@ class ExceptionRegistry:
         elif wanted is not None:
             query = query.where(self._table.c.status == wanted.value)
         try:
-            with reading(self.engine) as conn:
+            with reading_once(self.engine) as conn:
                 rows = conn.execute(query).all()
         except SQLAlchemyError as err:
             raise StoreError(f"cannot list exceptions: {_reason(err)}") from None
@@ -316,7 +316,7 @@ class ExceptionRegistry:
             self._table.c.valid_until > now,
         )
         try:
-            with reading(self.engine) as conn:
+            with reading_once(self.engine) as conn:
                 rows = conn.execute(query).all()
         except SQLAlchemyError as err:
             raise StoreError(f"cannot look up exceptions: {_reason(err)}") from None

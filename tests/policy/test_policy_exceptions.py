@@ -193,3 +193,26 @@ def test_list_filters_and_orders_newest_first(registry: ExceptionRegistry) -> No
         first.id,
     ]
     assert first.to_dict()["status"] == "requested"
+
+
+@pytest.mark.postgres
+def test_lookups_run_without_a_transaction_and_leave_none_behind(pg_engine: Engine) -> None:
+    """The gate's exception lookup reads in autocommit on PostgreSQL (no BEGIN/ROLLBACK round
+    trips); the pooled connection must go back transactional, or a later write that expects
+    to roll back would not."""
+    from sqlalchemy import text
+
+    from lacuna_orchestration.db import reading_once
+
+    registry = ExceptionRegistry(pg_engine)
+    registry.create_schema()
+    with reading_once(pg_engine) as conn:
+        assert conn.connection.dbapi_connection.autocommit is True  # type: ignore[union-attr]
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    assert registry.find_valid("export", ["f::a"], "f::b") is None
+    with pg_engine.connect() as conn:  # the same pooled connection (pool of one in use)
+        assert conn.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+        conn.execute(text("CREATE TABLE rolled_back (x int)"))
+        conn.rollback()
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('rolled_back')")).scalar() is None
